@@ -1,0 +1,42 @@
+"""The `hwnas` command: argument parsing, output and error reporting; each group lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from hwnas.cli import core
+from hwnas.errors import HwnasError
+
+# Each module exposes `register(subparsers)`; its subcommands set `func(args) -> int`.
+COMMAND_MODULES = [core]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwnas",
+        description="Hardware-aware multi-objective neural architecture search.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hwnas` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HwnasError as exc:
+        print(f"hwnas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwnas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Foundation commands: `spaces`, `sample`, `cost`, `train`."""
+
+from __future__ import annotations
+
+import argparse
+
+from hwnas.cli.output import emit
+from hwnas.metrics import arch_cost
+from hwnas.spaces import SPACES, get_space
+from hwnas.train import DATASETS, TrainConfig, train_arch
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    rows = []
+    for name in SPACES.names():
+        cls = SPACES.get(name)
+        for preset in cls.presets:
+            space = get_space(f"{name}:{preset}")
+            rows.append({
+                "spec": space.spec,
+                "default": preset == cls.default_preset,
+                "positions": len(space.choices),
+                "size": space.size(),
+                "input_shape": list(space.input_shape),
+                "num_classes": space.num_classes,
+            })
+    text = "\n".join(
+        f"{r['spec']:<18} {'(default) ' if r['default'] else '':<10} positions={r['positions']:<3} "
+        f"archs={r['size']:.3g}  input={'x'.join(map(str, r['input_shape']))}  classes={r['num_classes']}"
+        for r in rows
+    )
+    emit(rows, args.json, text)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    space = get_space(args.space)
+    archs = [space.sample(args.seed * 1_000_003 + i) for i in range(args.n)]
+    emit([{"arch": str(a), "id": a.id} for a in archs], args.json, "\n".join(map(str, archs)))
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    arch = get_space(args.space).parse(args.arch)
+    data = {"space": arch.space, "arch": str(arch), "id": arch.id, **arch_cost(arch).to_dict()}
+    emit(data, args.json)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    arch = get_space(args.space).parse(args.arch)
+    DATASETS.get(args.dataset)  # fail fast on an unknown dataset name
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    _, result = train_arch(arch, args.dataset, config, progress=not args.json)
+    data = {
+        "space": arch.space, "arch": str(arch), "id": arch.id, "dataset": args.dataset,
+        "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
+        "train_loss": result.train_loss, "epochs": result.epochs, "wall_s": round(result.wall_s, 2),
+    }
+    emit(data, args.json)
+    return 0
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spaces", help="list search spaces and their presets")
+    _json_flag(p)
+    p.set_defaults(func=cmd_spaces)
+
+    p = sub.add_parser("sample", help="print random arch strings of a space")
+    p.add_argument("space", help="space spec, e.g. nb201, mobile, mobile:cifar")
+    p.add_argument("--n", type=int, default=5, help="number of archs")
+    p.add_argument("--seed", type=int, default=0)
+    _json_flag(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("cost", help="params, MACs, FLOPs and peak activation bytes of an arch")
+    p.add_argument("space")
+    p.add_argument("arch", help="arch string (see `hwnas sample`)")
+    _json_flag(p)
+    p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("train", help="train an arch on a small real dataset and report accuracy")
+    p.add_argument("space")
+    p.add_argument("arch")
+    p.add_argument("--dataset", default="mnist5k", help="mnist5k or digits")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    _json_flag(p)
+    p.set_defaults(func=cmd_train)

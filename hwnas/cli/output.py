@@ -1,0 +1,19 @@
+"""Printing results: JSON for machines, aligned text for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    """Print `data` as JSON when asked, else `text` (or a key: value listing of a dict)."""
+    if as_json:
+        json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
+        sys.stdout.write("\n")
+        return
+    if text is None and isinstance(data, dict):
+        width = max((len(str(k)) for k in data), default=0)
+        text = "\n".join(f"{k:<{width}}  {v}" for k, v in data.items())
+    print(text if text is not None else data)

@@ -1,0 +1,203 @@
+"""The NAS-Bench-201 cell search space (5 ops on 6 edges; C=16, N=5 cells per stage, 3 stages)."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from hwnas.errors import ArchError
+from hwnas.spaces.base import Arch, Block, SearchSpace
+
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# Edge (to_node, from_node) of each gene position, in NAS-Bench-201 string order.
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+_NODE_RE = re.compile(r"^\|(?:[a-z0-9_]+~\d+\|)+$")
+
+
+def live_edges(genes: Sequence[str]) -> list[int]:
+    """Positions whose op reaches the cell output from its input (dead and `none` edges cost nothing)."""
+    ops = dict(zip(EDGES, genes))
+    reachable = {0}
+    for to in (1, 2, 3):
+        if any(ops[(to, src)] != "none" and src in reachable for src in range(to)):
+            reachable.add(to)
+    feeds_output = {3}
+    for src in (2, 1, 0):
+        if any(ops[(to, src)] != "none" and to in feeds_output for to in range(src + 1, 4)):
+            feeds_output.add(src)
+    return [
+        pos
+        for pos, (to, src) in enumerate(EDGES)
+        if genes[pos] != "none" and src in reachable and to in feeds_output
+    ]
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv(k x k) -> BatchNorm, the NAS-Bench-201 conv op."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.ReLU(),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class ResidualReduction(nn.Module):
+    """The ResNet basic block that halves resolution and doubles channels between stages."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, stride=1)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+class Cell(nn.Module):
+    """A NAS-Bench-201 cell: node j sums op(i->j)(node i) over its live incoming edges."""
+
+    def __init__(self, genes: Sequence[str], channels: int) -> None:
+        super().__init__()
+        self.live = live_edges(genes)
+        self.edges = [EDGES[p] for p in self.live]
+        self.ops = nn.ModuleList(make_op(genes[p], channels) for p in self.live)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes: list[torch.Tensor | None] = [x, None, None, None]
+        for (to, src), op in zip(self.edges, self.ops):
+            out = op(nodes[src])
+            nodes[to] = out if nodes[to] is None else nodes[to] + out
+        # A cell whose output is cut off from its input outputs zeros.
+        return nodes[3] if nodes[3] is not None else torch.zeros_like(x)
+
+
+def make_op(op: str, channels: int) -> nn.Module:
+    """The module of one cell op at a given channel count."""
+    if op == "skip_connect":
+        return nn.Identity()
+    if op == "nor_conv_1x1":
+        return ReLUConvBN(channels, channels, 1)
+    if op == "nor_conv_3x3":
+        return ReLUConvBN(channels, channels, 3)
+    if op == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise ArchError(f"no module for nb201 op {op!r}; valid: {', '.join(OPS[1:])}")
+
+
+class Head(nn.Sequential):
+    """Final BN + ReLU, global average pooling and the linear classifier."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__(
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels, num_classes),
+        )
+
+
+class NB201Space(SearchSpace):
+    """NAS-Bench-201: one cell genotype shared by all 15 cells of the network."""
+
+    name = "nb201"
+    presets = {
+        "cifar10": {"input_shape": (3, 32, 32), "num_classes": 10},
+        "cifar100": {"input_shape": (3, 32, 32), "num_classes": 100},
+        "imagenet16": {"input_shape": (3, 16, 16), "num_classes": 120},
+    }
+    default_preset = "cifar10"
+    channels = 16
+    cells_per_stage = 5
+
+    @property
+    def choices(self) -> tuple[tuple[str, ...], ...]:
+        return (OPS,) * len(EDGES)
+
+    def format(self, genes: Sequence[str]) -> str:
+        nodes = []
+        for to in (1, 2, 3):
+            ops = [f"{genes[p]}~{src}" for p, (t, src) in enumerate(EDGES) if t == to]
+            nodes.append("|" + "|".join(ops) + "|")
+        return "+".join(nodes)
+
+    def split(self, text: str) -> list[str]:
+        hint = "expected NAS-Bench-201 form |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+        parts = text.split("+")
+        if len(parts) != 3:
+            raise ArchError(f"nb201 arch {text!r} has {len(parts)} nodes, {hint}")
+        genes: list[str] = []
+        for to, part in enumerate(parts, start=1):
+            if not _NODE_RE.match(part):
+                raise ArchError(f"nb201 arch node {part!r} is malformed; {hint}")
+            items = part.strip("|").split("|")
+            if len(items) != to:
+                raise ArchError(f"nb201 node {to} needs {to} inputs, got {part!r}; {hint}")
+            for src, item in enumerate(items):
+                op, _, index = item.partition("~")
+                if int(index) != src:
+                    raise ArchError(f"nb201 node {to} input {item!r} should come from node {src}")
+                if op not in OPS:
+                    raise ArchError(f"unknown nb201 op {op!r}; valid: {', '.join(OPS)}")
+                genes.append(op)
+        return genes
+
+    def _stage_channels(self) -> list[int]:
+        return [self.channels * 2**s for s in range(3)]
+
+    def build(self, arch: Arch) -> nn.Module:
+        self.check(arch)
+        c_in, h, _ = self.input_shape
+        layers: list[nn.Module] = [self.build_block(self._stem_block())]
+        prev = self.channels
+        for stage, c in enumerate(self._stage_channels()):
+            if stage > 0:
+                layers.append(ResidualReduction(prev, c))
+            layers.extend(Cell(arch.genes, c) for _ in range(self.cells_per_stage))
+            prev = c
+        layers.append(Head(prev, self.num_classes))
+        return nn.Sequential(*layers)
+
+    def _stem_block(self) -> Block:
+        c_in, h, w = self.input_shape
+        return Block("stem", c_in, self.channels, (h, w), kernel=3)
+
+    def blocks(self, arch: Arch) -> list[Block]:
+        self.check(arch)
+        _, h, w = self.input_shape
+        out = [self._stem_block()]
+        prev = self.channels
+        live = live_edges(arch.genes)
+        for stage, c in enumerate(self._stage_channels()):
+            if stage > 0:
+                out.append(Block("resblock", prev, c, (h, w), stride=2, kernel=3))
+                h, w = (h + 1) // 2, (w + 1) // 2
+            for _ in range(self.cells_per_stage):
+                for pos in live:
+                    op = arch.genes[pos]
+                    if op != "skip_connect":
+                        kernel = 1 if op == "nor_conv_1x1" else 3
+                        out.append(Block(op, c, c, (h, w), kernel=kernel))
+            prev = c
+        out.append(Block("head", prev, self.num_classes, (h, w)))
+        return out
+
+    def build_block(self, block: Block) -> nn.Module:
+        if block.kind == "stem":
+            return nn.Sequential(
+                nn.Conv2d(block.in_channels, block.out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(block.out_channels),
+            )
+        if block.kind == "resblock":
+            return ResidualReduction(block.in_channels, block.out_channels)
+        if block.kind == "head":
+            return Head(block.in_channels, block.out_channels)
+        return make_op(block.kind, block.in_channels)
