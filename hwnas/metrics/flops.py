@@ -35,16 +35,18 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...], batch_size: int = 1) -> OpCounts:
     """Count multiply-accumulates of one forward pass in eval mode with fvcore."""
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore decorates with the deprecated torch.jit.script
+        from fvcore.nn import FlopCountAnalysis
 
     was_training = model.training
     model.eval()
     try:
-        analysis = FlopCountAnalysis(model, torch.zeros(batch_size, *input_shape))
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
         with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # fvcore traces with the deprecated torch.jit
+            analysis = FlopCountAnalysis(model, torch.zeros(batch_size, *input_shape))
+            analysis.unsupported_ops_warnings(False)
+            analysis.uncalled_modules_warnings(False)
             by_op = {k: int(v) for k, v in analysis.by_operator().items() if v}
             uncounted = dict(sorted(analysis.unsupported_ops().items()))
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from hwnas.errors import ArchError
 from hwnas.registry import Registry
@@ -15,7 +15,7 @@ SPACES.add(NB201Space.name, NB201Space)
 SPACES.add(MobileSpace.name, MobileSpace)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_space(spec: str) -> SearchSpace:
     """The space for a spec like `nb201`, `nb201:cifar100`, `mobile` or `mobile:imagenet`."""
     name, _, preset = spec.partition(":")

@@ -2,7 +2,12 @@
 
 from hwnas.train.datasets import DATASETS, Splits, load_dataset
 from hwnas.train.trainer import (
-    TrainConfig, TrainingDivergedError, TrainResult, accuracy, train_arch, train_model,
+    TrainConfig,
+    TrainingDivergedError,
+    TrainResult,
+    accuracy,
+    train_arch,
+    train_model,
 )
 
 __all__ = [

@@ -60,6 +60,28 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(len(x), 1)
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> None:
+    """Re-estimate BatchNorm running statistics as exact averages over `x` (cheap, no gradients).
+
+    Short, high learning-rate training leaves the exponential running averages far from the
+    final weights' statistics; recalibrating makes low-fidelity evaluations trustworthy.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average
+    model.train()
+    for i in range(0, len(x), batch_size):
+        model(x[i : i + batch_size])
+    for bn, momentum in zip(bns, saved):
+        bn.momentum = momentum
+    model.eval()
+
+
 def train_model(
     model: nn.Module, data: Splits, config: TrainConfig = TrainConfig(), progress: bool = False
 ) -> TrainResult:
@@ -71,7 +93,7 @@ def train_model(
     x_train, y_train = data.x_train[:n], data.y_train[:n]
     steps_per_epoch = math.ceil(n / config.batch_size)
     opt = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
     )
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -97,6 +119,7 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
+    recalibrate_bn(model, x_train)
     return TrainResult(
         val_accuracy=accuracy(model, data.x_val, data.y_val),
         test_accuracy=accuracy(model, data.x_test, data.y_test),
