@@ -1,0 +1,235 @@
+"""Profilers behind one interface and a registry: ONNX Runtime (CPU/CUDA), PyTorch CPU/CUDA, remote agent."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from hwnas.devices.ort_runtime import DeviceUnavailableError, Feed, ProfilerError, _ort, ort_measure
+from hwnas.devices.spec import DeviceSpec, load_device
+from hwnas.devices.timing import Measurement, measurement_lock, summarize, time_runs
+from hwnas.registry import Registry
+
+OnnxModel = str | os.PathLike[str] | bytes
+
+
+def _analytic_bytes(module: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> int | None:
+    from hwnas.metrics.memory import peak_activation_bytes
+
+    try:
+        return int(peak_activation_bytes(module, tuple(input_shape), batch_size=batch_size))
+    except Exception:  # noqa: BLE001 - untraceable modules simply have no analytic figure
+        return None
+
+
+def read_onnx(model: OnnxModel) -> bytes:
+    """ONNX bytes from bytes or a file path."""
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    path = Path(model)
+    if not path.is_file():
+        raise ProfilerError(f"ONNX model {path} does not exist; pass a .onnx file path or the model bytes")
+    return path.read_bytes()
+
+
+class Profiler(ABC):
+    """Measures latency (and memory where possible) with the spec's protocol, one measurement at a time.
+
+    `input_shape` is per sample, (C, H, W); the spec's batch size is prepended.
+    """
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        self.spec = spec
+
+    def batch_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.spec.batch_size, *tuple(input_shape))
+
+    @abstractmethod
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
+        """Latency of a PyTorch module (exported to ONNX first for ONNX runtimes)."""
+
+    @abstractmethod
+    def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
+        """Latency of an ONNX model; `input_shape` per sample, a full feed dict, or None (from the model)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.spec.fingerprint()
+
+
+PROFILERS: Registry[type[Profiler]] = Registry("profiler")
+
+
+@PROFILERS.register("onnxruntime")
+class OrtProfiler(Profiler):
+    """ONNX Runtime with the spec's threads and graph optimization (CPU, or the CUDA provider)."""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        super().__init__(spec)
+        if spec.providers:
+            self.providers = spec.providers
+        elif spec.device == "cuda":
+            self.providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
+        else:
+            self.providers = ("CPUExecutionProvider",)
+        available = _ort().get_available_providers()
+        if self.providers[0] not in available:
+            raise DeviceUnavailableError(
+                f"device {spec.name!r} needs ONNX Runtime provider {self.providers[0]}, but this install has "
+                f"{', '.join(available)}; install onnxruntime-gpu or use a CPU device spec"
+            )
+
+    def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
+        s = self.spec
+        return ort_measure(read_onnx(model), input_shape, threads=s.threads,
+                           graph_optimization=s.graph_optimization, warmup=s.warmup, repeats=s.repeats,
+                           batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory)
+
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
+        from dataclasses import replace
+
+        from hwnas.devices.onnx_io import export_onnx_bytes
+
+        model = export_onnx_bytes(module, self.batch_shape(input_shape))
+        m = self.measure_onnx(model, tuple(input_shape))
+        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
+
+
+class _TorchProfiler(Profiler):
+    def _device(self):
+        import torch
+
+        return torch.device(self.spec.device)
+
+    def _sync(self):
+        return None
+
+    def _memory(self, run) -> dict[str, Any]:
+        return {}
+
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
+        import torch
+
+        s = self.spec
+        dtype = getattr(torch, s.dtype)
+        activation = _analytic_bytes(module, input_shape, s.batch_size)
+        device = self._device()
+        module = module.eval().to(device=device, dtype=dtype)
+        x = torch.randn(self.batch_shape(input_shape), generator=torch.Generator().manual_seed(0)).to(device, dtype)
+        prev_threads = torch.get_num_threads()
+        with measurement_lock(), torch.inference_mode():
+            torch.set_num_threads(s.threads)
+            try:
+                def run():
+                    return module(x)
+
+                run()
+                times = self._time(run)
+                memory = self._memory(run) if s.measure_memory else {}
+            except RuntimeError as exc:
+                raise ProfilerError(f"PyTorch failed to run the module: {str(exc)[:500]}") from None
+            finally:
+                torch.set_num_threads(prev_threads)
+        return summarize(times, s.warmup, activation_bytes=activation, **memory)
+
+    def _time(self, run) -> list[float]:
+        return time_runs(run, self.spec.warmup, self.spec.repeats, sync=self._sync)
+
+    def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
+        raise ProfilerError(
+            f"device {self.spec.name!r} runs PyTorch modules, not ONNX files; use an onnxruntime device spec "
+            "(e.g. devices/ort-cpu-1t.yaml) to time ONNX models"
+        )
+
+
+@PROFILERS.register("torch-cpu")
+class TorchCpuProfiler(_TorchProfiler):
+    """PyTorch eager on CPU with the spec's thread count (memory: analytic only)."""
+
+
+@PROFILERS.register("torch-cuda")
+class TorchCudaProfiler(_TorchProfiler):
+    """PyTorch eager on CUDA, timed with CUDA events and synchronize; memory from max_memory_allocated."""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        super().__init__(spec)
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"device {spec.name!r} needs CUDA, but torch {torch.__version__} sees no CUDA device; "
+                "install a CUDA build of torch on a GPU machine or use a CPU device spec"
+            )
+
+    def _sync(self):
+        import torch
+
+        torch.cuda.synchronize()
+
+    def _time(self, run) -> list[float]:
+        import torch
+
+        for _ in range(self.spec.warmup):
+            run()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(self.spec.repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(float(start.elapsed_time(end)))
+        return times
+
+    def _memory(self, run) -> dict[str, Any]:
+        import torch
+
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        return {"measured_peak_bytes": int(peak - base), "memory_source": "torch.cuda.max_memory_allocated"}
+
+
+@PROFILERS.register("remote")
+class RemoteProfiler(Profiler):
+    """Sends ONNX models to an `hwnas agent serve` process on the target device and returns its numbers."""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        super().__init__(spec)
+        from hwnas.devices.client import AgentClient
+
+        self.client = AgentClient.from_spec(spec)
+
+    def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
+        if isinstance(input_shape, dict):
+            raise ProfilerError("the remote agent generates its own inputs; pass a per-sample input shape or None")
+        return self.client.measure(read_onnx(model), input_shape, self.spec)
+
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
+        from dataclasses import replace
+
+        from hwnas.devices.onnx_io import export_onnx_bytes
+
+        model = export_onnx_bytes(module, self.batch_shape(input_shape))
+        m = self.measure_onnx(model, tuple(input_shape))
+        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
+
+
+def profiler_name(spec: DeviceSpec) -> str:
+    """Registry name of the profiler for a spec."""
+    if spec.runtime == "torch":
+        return f"torch-{spec.device}"
+    return spec.runtime
+
+
+def get_profiler(spec: DeviceSpec | str | os.PathLike[str]) -> Profiler:
+    """The profiler for a device spec (or a spec path/name)."""
+    spec = load_device(spec)
+    return PROFILERS.get(profiler_name(spec))(spec)

@@ -1,0 +1,176 @@
+"""DeviceSpec: how a device measures (runtime, threads, batch, dtype, graph-opt, protocol), from YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import ConfigError
+
+RUNTIMES = ("onnxruntime", "torch", "remote")
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "float16")
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+MIN_REPEATS = 50
+# Where `load_device("name")` looks for `name.yaml`: $HWNAS_DEVICES, ./devices, the repo's devices/.
+_REPO_DEVICES = Path(__file__).resolve().parents[2] / "devices"
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One measurement setup; two specs with equal `identity()` produce comparable numbers."""
+
+    name: str
+    runtime: str
+    device: str = "cpu"
+    threads: int = 1
+    batch_size: int = 1
+    dtype: str = "float32"
+    graph_optimization: str = "all"
+    warmup: int = 10
+    repeats: int = 50
+    measure_memory: bool = True
+    providers: tuple[str, ...] = ()
+    host: str = ""
+    port: int = 0
+    token_env: str = "HWNAS_AGENT_TOKEN"
+    timeout_s: float = 120.0
+    max_upload_bytes: int = 64 * 1024 * 1024
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        where = f" in {self.source}" if self.source else ""
+        if not self.name:
+            raise ConfigError(f"device spec{where} needs a non-empty `name`")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"device {self.name!r}{where}: runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device {self.name!r}{where}: device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"device {self.name!r}{where}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.graph_optimization not in GRAPH_OPT_LEVELS:
+            raise ConfigError(
+                f"device {self.name!r}{where}: graph_optimization {self.graph_optimization!r} is not one of "
+                f"{', '.join(GRAPH_OPT_LEVELS)}"
+            )
+        for key in ("threads", "batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"device {self.name!r}{where}: {key} must be >= 1")
+        if self.warmup < 0:
+            raise ConfigError(f"device {self.name!r}{where}: warmup must be >= 0")
+        if self.repeats < MIN_REPEATS:
+            raise ConfigError(
+                f"device {self.name!r}{where}: repeats must be >= {MIN_REPEATS} (the timing protocol), got {self.repeats}"
+            )
+        if self.runtime == "remote" and (not self.host or not self.port):
+            raise ConfigError(f"remote device {self.name!r}{where} needs `host` and `port` of its agent")
+        if self.dtype == "float16" and self.device == "cpu":
+            raise ConfigError(f"device {self.name!r}{where}: float16 is only supported with device: cuda")
+
+    # -- identity --------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """The settings that change measured numbers (what a latency table must match)."""
+        return {
+            "name": self.name, "runtime": self.runtime, "device": self.device, "threads": self.threads,
+            "batch_size": self.batch_size, "dtype": self.dtype,
+            "graph_optimization": self.graph_optimization,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        data["providers"] = list(self.providers)
+        return data
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Identity plus the host: CPU model, OS, runtime versions (remote: asks the agent)."""
+        from hwnas.devices.fingerprint import host_fingerprint
+
+        data = dict(self.identity())
+        if self.runtime == "remote":
+            from hwnas.devices.client import AgentClient
+
+            data["host"] = AgentClient.from_spec(self).info()
+        else:
+            data["host"] = host_fingerprint(cuda=self.device == "cuda")
+        return data
+
+    def with_overrides(self, **changes: Any) -> DeviceSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def _known_keys() -> set[str]:
+    return {f.name for f in dataclasses.fields(DeviceSpec)} - {"source"}
+
+
+def device_from_dict(data: Any, source: str = "") -> DeviceSpec:
+    """Parse a mapping (already loaded from YAML) into a DeviceSpec; unknown keys are errors."""
+    where = source or "device spec"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a YAML mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(data) - _known_keys())
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}; valid keys: {', '.join(sorted(_known_keys()))}")
+    kwargs = dict(data)
+    if "providers" in kwargs:
+        kwargs["providers"] = tuple(kwargs["providers"] or ())
+    types = {"threads": int, "batch_size": int, "warmup": int, "repeats": int, "port": int,
+             "max_upload_bytes": int, "timeout_s": float}
+    for key, kind in types.items():
+        if key in kwargs:
+            try:
+                kwargs[key] = kind(kwargs[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: {key} must be a number, got {kwargs[key]!r}") from None
+    for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description"):
+        if key in kwargs and not isinstance(kwargs[key], str):
+            raise ConfigError(f"{where}: {key} must be a string, got {kwargs[key]!r}")
+    if "measure_memory" in kwargs and not isinstance(kwargs["measure_memory"], bool):
+        raise ConfigError(f"{where}: measure_memory must be true or false")
+    return DeviceSpec(**kwargs, source=source)
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("HWNAS_DEVICES", "").split(os.pathsep) if p]
+    return dirs + [Path.cwd() / "devices", _REPO_DEVICES]
+
+
+def load_device(path_or_name: str | os.PathLike[str] | DeviceSpec) -> DeviceSpec:
+    """A DeviceSpec from a YAML path or a name under devices/ (e.g. `ort-cpu-1t`)."""
+    import yaml
+
+    if isinstance(path_or_name, DeviceSpec):
+        return path_or_name
+    path = Path(path_or_name)
+    if not path.is_file():
+        name = str(path_or_name)
+        candidates = [d / f"{name}.yaml" for d in _search_dirs()]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            known = sorted({p.stem for d in _search_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+            raise ConfigError(
+                f"no device spec {name!r}: not a file and not a name under devices/; known devices: "
+                f"{', '.join(known) or '(none)'}"
+            )
+        path = found
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"device spec {path} is not valid YAML: {exc}") from None
+    return device_from_dict(data, source=str(path))
+
+
+def cpu_model() -> str:
+    """The CPU model string (Linux /proc/cpuinfo, else platform)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,144 @@
+"""The timing protocol (warm-up, >=50 timed runs, median/p10/p90/CV), `Measurement`, the one-at-a-time lock.
+
+Imports only the standard library and numpy so the on-device agent can use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MIN_REPEATS = 50
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Latency statistics of one model on one device, plus memory where known."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    cv: float
+    n: int
+    warmup: int
+    activation_bytes: int | None = None  # analytic peak activation bytes (torch.fx liveness)
+    measured_peak_bytes: int | None = None  # runtime-reported or RSS peak above baseline
+    memory_source: str = ""  # e.g. torch.cuda.max_memory_allocated, rss_peak (arena off)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def summarize(times_ms: list[float] | np.ndarray, warmup: int, **memory: Any) -> Measurement:
+    """Statistics of the timed runs (the warm-up runs are already excluded)."""
+    t = np.asarray(times_ms, dtype=float)
+    if t.size == 0:
+        raise ValueError("no timed runs to summarize")
+    mean = float(t.mean())
+    return Measurement(
+        median_ms=float(np.median(t)),
+        p10_ms=float(np.percentile(t, 10)),
+        p90_ms=float(np.percentile(t, 90)),
+        mean_ms=mean,
+        cv=float(t.std() / mean) if mean > 0 else 0.0,
+        n=int(t.size),
+        warmup=int(warmup),
+        **memory,
+    )
+
+
+def time_runs(run: Callable[[], object], warmup: int, repeats: int,
+              sync: Callable[[], object] | None = None) -> list[float]:
+    """Call `run` `warmup` times untimed, then `repeats` times timed (ms, perf_counter)."""
+    for _ in range(warmup):
+        run()
+    if sync is not None:
+        sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        if sync is not None:
+            sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+# -- one measurement at a time -------------------------------------------------------------------
+_THREAD_LOCK = threading.RLock()
+_depth = threading.local()
+
+
+def _lock_path() -> Path:
+    return Path(os.environ.get("HWNAS_MEASURE_LOCK", Path(tempfile.gettempdir()) / "hwnas-measure.lock"))
+
+
+@contextlib.contextmanager
+def measurement_lock() -> Iterator[None]:
+    """Exclusive across threads and processes of this host (an flock on a lock file); re-entrant."""
+    with _THREAD_LOCK:
+        depth = getattr(_depth, "n", 0)
+        if depth:
+            _depth.n = depth + 1
+            try:
+                yield
+            finally:
+                _depth.n -= 1
+            return
+        path = _lock_path()
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            _depth.n = 1
+            try:
+                yield
+            finally:
+                _depth.n = 0
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# -- process memory ----------------------------------------------------------------------------
+def _status_kib(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: write 5 to /proc/self/clear_refs); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_bytes() -> int | None:
+    kib = _status_kib("VmRSS")
+    return None if kib is None else kib * 1024
+
+
+def peak_rss_bytes() -> int | None:
+    kib = _status_kib("VmHWM")
+    return None if kib is None else kib * 1024

@@ -1,0 +1,215 @@
+"""LatencyTable: versioned JSON of per-block latency (median/p10/p90/n) and memory, keyed on block signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import HwnasError
+from hwnas.spaces import Arch, Block, get_space
+
+SCHEMA = "hwnas.latency_table"
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+class LatencyTableError(HwnasError):
+    """A latency table file is malformed, of an unsupported schema, or for another device/space."""
+
+
+class MissingEntryError(LatencyTableError):
+    """An arch needs a block the table has no measurement for (never treated as zero)."""
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """Measured latency of one block signature, plus memory."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    n: int
+    cv: float = 0.0
+    activation_bytes: int | None = None
+    measured_peak_bytes: int | None = None
+
+    @classmethod
+    def from_measurement(cls, m: Any) -> TableEntry:
+        return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TableEntry:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown or not {"median_ms", "p10_ms", "p90_ms", "n"} <= set(data):
+            raise LatencyTableError(f"table entry {data} must have median_ms, p10_ms, p90_ms, n (unknown: {sorted(unknown)})")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms."""
+
+    scale: float = 1.0
+    per_block_ms: float = 0.0
+    offset_ms: float = 0.0
+    n: int = 0  # end-to-end measurements it was fitted on (0: identity)
+    fitted_on: list[str] = field(default_factory=list)
+
+    def apply(self, sum_ms: float, n_blocks: int) -> float:
+        return self.scale * sum_ms + self.per_block_ms * n_blocks + self.offset_ms
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise LatencyTableError(f"calibration has unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+
+class LatencyTable:
+    """Per-block latency of one space on one device; `predict_ms(arch)` = calibrated sum over its blocks."""
+
+    def __init__(self, space: str, device: dict[str, Any], entries: dict[str, TableEntry] | None = None,
+                 calibration: Calibration | None = None, provenance: dict[str, Any] | None = None,
+                 protocol: dict[str, Any] | None = None) -> None:
+        self.space = get_space(space).spec
+        self.device = dict(device)
+        self.entries: dict[str, TableEntry] = dict(entries or {})
+        self.calibration = calibration or Calibration()
+        self.provenance = dict(provenance or {})
+        self.protocol = dict(protocol or {})
+
+    # -- identity --------------------------------------------------------------------------
+    @property
+    def device_name(self) -> str:
+        return str(self.device.get("name", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "space": self.space,
+            "device": self.device,
+            "protocol": self.protocol,
+            "calibration": asdict(self.calibration),
+            "provenance": self.provenance,
+            "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
+        }
+
+    def canonical_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the table (canonical JSON), recorded by trials and manifests."""
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    # -- io --------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "latency table") -> LatencyTable:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise LatencyTableError(f"{source} is not an hwnas latency table (expected \"schema\": \"{SCHEMA}\")")
+        version = data.get("schema_version")
+        if version not in SUPPORTED_VERSIONS:
+            raise LatencyTableError(
+                f"{source} has schema_version {version!r}; this hwnas reads {SUPPORTED_VERSIONS}: "
+                "rebuild it with `hwnas profile` or upgrade hwnas"
+            )
+        known = {"schema", "schema_version", "space", "device", "protocol", "calibration", "provenance", "entries"}
+        unknown = set(data) - known
+        if unknown:
+            raise LatencyTableError(f"{source} has unknown keys {sorted(unknown)}")
+        try:
+            entries = {k: TableEntry.from_dict(v) for k, v in data["entries"].items()}
+            return cls(data["space"], data["device"], entries, Calibration.from_dict(data.get("calibration", {})),
+                       data.get("provenance", {}), data.get("protocol", {}))
+        except (KeyError, TypeError) as exc:
+            raise LatencyTableError(f"{source} is malformed ({exc}); rebuild it with `hwnas profile`") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
+        path = Path(path)
+        if not path.is_file():
+            raise LatencyTableError(f"latency table {path} does not exist; build it with `hwnas profile`")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise LatencyTableError(f"latency table {path} is not valid JSON ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temp file + rename), so an interrupted write never leaves a broken table."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=1, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    # -- compatibility ---------------------------------------------------------------------
+    def check_compatible(self, device_identity: dict[str, Any] | None = None, space: str | None = None) -> None:
+        """Refuse a table made for another device (identity settings) or another space."""
+        if space is not None and get_space(space).spec != self.space:
+            raise LatencyTableError(
+                f"latency table is for space {self.space}, not {get_space(space).spec}; use a table built "
+                f"with `hwnas profile --space {get_space(space).spec}` or pass --out to a new file"
+            )
+        if device_identity is not None:
+            diffs = [f"{k}: table {self.device.get(k)!r} vs {v!r}" for k, v in device_identity.items()
+                     if k != "host" and self.device.get(k) != v]
+            if diffs:
+                raise LatencyTableError(
+                    f"latency table is for device {self.device_name!r}, not this device spec ({'; '.join(diffs)}); "
+                    "use a table built for this device or write to a new file"
+                )
+
+    # -- prediction ------------------------------------------------------------------------
+    def entry(self, block: Block) -> TableEntry:
+        try:
+            return self.entries[block.key]
+        except KeyError:
+            raise MissingEntryError(
+                f"latency table for {self.space} on {self.device_name!r} has no entry for block {block.key}; "
+                "re-run `hwnas profile` on it to add the missing blocks"
+            ) from None
+
+    def blocks(self, arch: Arch) -> list[Block]:
+        if arch.space != self.space:
+            raise LatencyTableError(f"arch {arch} is from space {arch.space}, but this table is for {self.space}")
+        return get_space(self.space).blocks(arch)
+
+    def sum_ms(self, arch: Arch) -> float:
+        """Uncalibrated sum of the block medians."""
+        return float(sum(self.entry(b).median_ms for b in self.blocks(arch)))
+
+    def predict_ms(self, arch: Arch) -> float:
+        """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap)."""
+        blocks = self.blocks(arch)
+        total = sum(self.entry(b).median_ms for b in blocks)
+        return float(self.calibration.apply(total, len(blocks)))
+
+    def peak_activation_bytes(self, arch: Arch) -> int | None:
+        """Largest analytic peak activation of any block of the arch (None when not recorded)."""
+        values = [self.entry(b).activation_bytes for b in self.blocks(arch)]
+        return None if any(v is None for v in values) else int(max(values))
+
+    def missing(self, blocks: list[Block]) -> list[Block]:
+        seen: dict[str, Block] = {}
+        for b in blocks:
+            if b.key not in self.entries:
+                seen.setdefault(b.key, b)
+        return list(seen.values())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return f"LatencyTable(space={self.space!r}, device={self.device_name!r}, entries={len(self)})"
