@@ -1,0 +1,118 @@
+"""Profiling commands: `profile`, `validate`, `fit-table`, `agent serve`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from hwnas.cli.output import emit
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from hwnas.devices import get_profiler, load_device
+    from hwnas.latency.builder import build_table, calibrate
+    from hwnas.spaces import get_space
+
+    spec = load_device(args.device)
+    space = get_space(args.space)
+    profiler = get_profiler(spec)
+    start = time.perf_counter()
+    before = len(__import__("hwnas.latency", fromlist=["LatencyTable"]).LatencyTable.load(args.out)) \
+        if Path(args.out).exists() else 0
+    table = build_table(spec, space, args.out, progress=not args.no_progress, profiler=profiler)
+    blocks_s = time.perf_counter() - start
+    if args.calibrate > 0 and (table.calibration.n == 0 or args.recalibrate):
+        calibrate(table, spec, args.calibrate, args.seed, profiler=profiler, progress=not args.no_progress)
+        table.save(args.out)
+    data = {
+        "table": str(args.out), "space": table.space, "device": spec.name, "entries": len(table),
+        "measured_now": len(table) - before, "sha256": table.sha256, "profile_s": round(blocks_s, 2),
+        "total_s": round(time.perf_counter() - start, 2),
+        "calibration": {"scale": table.calibration.scale, "per_block_ms": table.calibration.per_block_ms,
+                        "offset_ms": table.calibration.offset_ms, "n": table.calibration.n},
+    }
+    emit(data, args.json)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from hwnas.latency import LatencyTable
+    from hwnas.latency.validation import validate_table
+
+    table = LatencyTable.load(args.table)
+    plot = args.plot or str(Path(args.table).with_suffix("")) + f"-validate-{args.samples}.png"
+    result = validate_table(table, args.device, args.samples, seed=args.seed, progress=not args.json,
+                            plot=plot)
+    if not args.rows:
+        result.pop("rows")
+    text = (f"{result['space']} on {result['device']}: n={result['n']} kendall_tau={result['kendall_tau']:.3f} "
+            f"spearman={result['spearman']:.3f} mape={result['mape']:.2f}% "
+            f"within_10pct={result['within_10pct']:.3f}  plot: {result['plot']}")
+    emit(result, args.json, text)
+    return 0
+
+
+def cmd_fit_table(args: argparse.Namespace) -> int:
+    from hwnas.latency.fit import fit_table_from_csv
+
+    result = fit_table_from_csv(
+        args.measurements, space=args.space, arch_column=args.arch_column, target_column=args.target_column,
+        train=args.train, seed=args.seed, prior=args.prior, out=args.out, plot=args.plot,
+    )
+    text = (f"{args.target_column}: K={result['train']} on {result['n']} held-out rows: "
+            f"kendall_tau={result['kendall_tau']:.3f} spearman={result['spearman']:.3f} "
+            f"mape={result['mape']:.2f}% within_10pct={result['within_10pct']:.3f}")
+    emit(result, args.json, text)
+    return 0
+
+
+def cmd_agent_serve(args: argparse.Namespace) -> int:
+    from hwnas.devices.agent import run_serve
+
+    return run_serve(args)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="measure every block of a space on a device into a latency table")
+    p.add_argument("--device", required=True, help="device spec YAML or name under devices/")
+    p.add_argument("--space", required=True, help="space spec, e.g. mobile:mnist")
+    p.add_argument("--out", required=True, help="table path, e.g. latency_tables/ort-cpu-1t/mobile-mnist.json")
+    p.add_argument("--calibrate", type=int, default=10, help="end-to-end archs for the calibration fit (0: none)")
+    p.add_argument("--recalibrate", action="store_true", help="refit the calibration of an existing table")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("validate", help="predicted vs measured end-to-end latency of sampled archs")
+    p.add_argument("--table", required=True)
+    p.add_argument("--device", required=True)
+    p.add_argument("--samples", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--plot", help="scatter PNG path (default next to the table)")
+    p.add_argument("--rows", action="store_true", help="include every arch's numbers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("fit-table", help="fit a structure-aware latency table from end-to-end measurements")
+    p.add_argument("--space", required=True, help="space spec (nb201)")
+    p.add_argument("--measurements", required=True, help="CSV with an arch column and a latency column")
+    p.add_argument("--arch-column", default="arch_str")
+    p.add_argument("--target-column", required=True)
+    p.add_argument("--train", type=int, default=20, help="K measured archs to fit on; metrics on all others")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prior", help="a latency table of a device you have (e.g. nb201 on ort-cpu-1t)")
+    p.add_argument("--out", help="write the fitted table JSON here")
+    p.add_argument("--plot", help="scatter PNG of the held-out rows")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fit_table)
+
+    p = sub.add_parser("agent", help="on-device measurement agent")
+    agent_sub = p.add_subparsers(dest="agent_command", metavar="ACTION")
+    agent_sub.required = True
+    from hwnas.devices.agent import add_serve_arguments
+
+    s = agent_sub.add_parser("serve", help="serve the agent (loopback unless --host is given)")
+    add_serve_arguments(s)
+    s.set_defaults(func=cmd_agent_serve)

@@ -1,0 +1,92 @@
+"""Validation: rank and error metrics of predicted vs measured latency, end-to-end checks, scatter plots."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas.devices.profilers import Profiler, get_profiler
+from hwnas.devices.spec import DeviceSpec, load_device
+from hwnas.latency.builder import measure_arch, sample_archs
+from hwnas.latency.table import LatencyTable
+from hwnas.spaces import get_space
+
+
+def fidelity_metrics(predicted: Any, measured: Any) -> dict[str, float]:
+    """kendall_tau, spearman, mape (%), within_10pct (share with |error| <= 10%), n."""
+    from scipy.stats import kendalltau, spearmanr
+
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    rel = np.abs(p - m) / np.maximum(np.abs(m), 1e-12)
+    tau = kendalltau(p, m).statistic if len(p) > 1 else float("nan")
+    rho = spearmanr(p, m).statistic if len(p) > 1 else float("nan")
+    return {
+        "n": int(len(p)),
+        "kendall_tau": float(tau),
+        "spearman": float(rho),
+        "mape": float(100.0 * rel.mean()) if len(p) else float("nan"),
+        "within_10pct": float((rel <= 0.10).mean()) if len(p) else float("nan"),
+    }
+
+
+def scatter_plot(predicted: Any, measured: Any, path: str | Path, title: str) -> Path:
+    """Predicted vs measured scatter with the y=x and ±10% lines, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    lo, hi = float(min(p.min(), m.min())), float(max(p.max(), m.max()))
+    xs = np.linspace(lo, hi, 10)
+    ax.plot(xs, xs, "k-", lw=1, label="y = x")
+    ax.plot(xs, 1.1 * xs, "k--", lw=0.7, label="±10%")
+    ax.plot(xs, 0.9 * xs, "k--", lw=0.7)
+    ax.scatter(m, p, s=12, alpha=0.7)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def validate_table(table: LatencyTable, spec: DeviceSpec | str, samples: int, seed: int = 1,
+                   profiler: Profiler | None = None, progress: bool = True,
+                   plot: str | Path | None = None) -> dict[str, Any]:
+    """Measure `samples` archs end-to-end and compare with the table's predictions."""
+    spec = load_device(spec)
+    table.check_compatible(spec.identity())
+    profiler = profiler or get_profiler(spec)
+    space = get_space(table.space)
+    archs = sample_archs(space, samples, seed, "validation")
+    from tqdm import tqdm
+
+    rows = []
+    for arch in tqdm(archs, desc="validate (end-to-end)", unit="arch", disable=not progress, file=sys.stderr):
+        rows.append({"arch": str(arch), "predicted_ms": table.predict_ms(arch),
+                     "raw_sum_ms": table.sum_ms(arch), "measured_ms": measure_arch(profiler, arch)})
+    pred = [r["predicted_ms"] for r in rows]
+    meas = [r["measured_ms"] for r in rows]
+    result: dict[str, Any] = {
+        "space": table.space, "device": spec.name, "table_sha256": table.sha256, "seed": seed,
+        **fidelity_metrics(pred, meas),
+        "raw_sum": {k: v for k, v in fidelity_metrics([r["raw_sum_ms"] for r in rows], meas).items() if k != "n"},
+        "calibration": {"scale": table.calibration.scale, "per_block_ms": table.calibration.per_block_ms,
+                        "offset_ms": table.calibration.offset_ms, "n": table.calibration.n},
+        "rows": rows,
+    }
+    if plot is not None:
+        m = result
+        title = (f"{table.space} on {spec.name}: tau={m['kendall_tau']:.3f} "
+                 f"within10%={m['within_10pct']:.2f} MAPE={m['mape']:.1f}%")
+        result["plot"] = str(scatter_plot(pred, meas, plot, title))
+    return result
