@@ -102,7 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-column", required=True)
     p.add_argument("--train", type=int, default=20, help="K measured archs to fit on; metrics on all others")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prior", help="a latency table of a device you have (e.g. nb201 on ort-cpu-1t)")
+    p.add_argument("--prior", default="auto",
+                   help="latency table of a device you have, used as a feature; `auto`: the shipped "
+                        "latency_tables/ort-cpu-1t/nb201-cifar100.json; `none`: structure features only")
     p.add_argument("--out", help="write the fitted table JSON here")
     p.add_argument("--plot", help="scatter PNG of the held-out rows")
     p.add_argument("--json", action="store_true")

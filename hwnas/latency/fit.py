@@ -1,0 +1,197 @@
+"""Few-shot latency tables for end-to-end-only devices: structure-aware features of the live cell + NNLS fit.
+
+For nb201: dead edges (not on an input->output path) and `none` cost nothing; features are the counts of
+live conv3x3 / conv1x1 / avg-pool / skip edges, the number of extra additions (live in-degree - 1 per
+node), an empty-cell flag and, when a prior table of a device you have is given, that device's
+predicted latency of the arch. Coefficients are non-negative (NNLS), so no op gets a negative cost.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import ConfigError
+from hwnas.latency.table import LatencyTable, LatencyTableError
+from hwnas.latency.validation import fidelity_metrics, scatter_plot
+from hwnas.spaces import Arch, get_space
+
+FIT_SCHEMA = "hwnas.fitted_table"
+FIT_SCHEMA_VERSION = 1
+_REPO_TABLES = Path(__file__).resolve().parents[2] / "latency_tables"
+DEFAULT_PRIOR = _REPO_TABLES / "ort-cpu-1t" / "nb201-cifar100.json"
+CELL_OPS = ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect")
+
+
+def cell_features(genes: tuple[str, ...] | list[str]) -> list[float]:
+    """Live-op counts, extra additions and the empty-cell flag of an nb201 genotype."""
+    from hwnas.spaces.nb201 import EDGES, live_edges
+
+    live = live_edges(genes)
+    counts = [float(sum(genes[p] == op for p in live)) for op in CELL_OPS]
+    indegree = [sum(1 for p in live if EDGES[p][0] == node) for node in (1, 2, 3)]
+    extra_adds = float(sum(max(0, d - 1) for d in indegree))
+    return counts + [extra_adds, float(not live)]
+
+
+STRUCTURE_FEATURES = [f"live_{op}" for op in CELL_OPS] + ["extra_adds", "empty_cell"]
+
+
+@dataclass(frozen=True)
+class FittedTable:
+    """A latency model fitted from end-to-end measurements: latency_ms = features . coef + intercept."""
+
+    space: str
+    target: str
+    features: list[str]
+    coef: list[float]
+    intercept_ms: float
+    prior: dict[str, Any] = field(default_factory=dict)  # path, sha256, device of the prior table
+    train_archs: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def _row(self, arch: Arch, prior_table: LatencyTable | None) -> list[float]:
+        if arch.space.partition(":")[0] != self.space.partition(":")[0]:
+            raise LatencyTableError(f"fitted table is for {self.space}, not {arch.space}")
+        row = cell_features(arch.genes)
+        if self.prior:
+            if prior_table is None:
+                prior_table = LatencyTable.load(self.prior["path"])
+            row = [prior_ms(prior_table, arch.genes)] + row[3:]
+        return row
+
+    def predict_ms(self, arch: Arch, prior_table: LatencyTable | None = None) -> float:
+        return float(np.dot(self._row(arch, prior_table), self.coef) + self.intercept_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": FIT_SCHEMA, "schema_version": FIT_SCHEMA_VERSION, **asdict(self)}
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FittedTable:
+        data = json.loads(Path(path).read_text())
+        if data.get("schema") != FIT_SCHEMA or data.get("schema_version") != FIT_SCHEMA_VERSION:
+            raise LatencyTableError(
+                f"{path} is not a fitted table of schema {FIT_SCHEMA} v{FIT_SCHEMA_VERSION}; refit it with "
+                "`hwnas fit-table`"
+            )
+        data.pop("schema")
+        data.pop("schema_version")
+        return cls(**data)
+
+
+def prior_ms(table: LatencyTable, genes: tuple[str, ...] | list[str]) -> float:
+    """The prior device's calibrated prediction for an nb201 genotype."""
+    return table.predict_ms(get_space(table.space).make(genes))
+
+
+def resolve_prior(prior: str | None, space: str) -> LatencyTable | None:
+    """`auto`: the shipped ort-cpu-1t nb201 table when present; `none`/None: no prior; else a table path."""
+    if prior is None or str(prior).lower() == "none":
+        return None
+    if str(prior).lower() == "auto":
+        return LatencyTable.load(DEFAULT_PRIOR) if DEFAULT_PRIOR.is_file() else None
+    table = LatencyTable.load(prior)
+    if table.space.partition(":")[0] != get_space(space).name:
+        raise LatencyTableError(f"prior table {prior} is for {table.space}; fit-table needs a {get_space(space).name} table")
+    return table
+
+
+def fit_nnls(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Non-negative least squares with a free (non-negative) intercept."""
+    from scipy.optimize import nnls
+
+    coef, _ = nnls(np.hstack([X, np.ones((len(X), 1))]), y)
+    return coef[:-1], float(coef[-1])
+
+
+def read_measurements(path: str | os.PathLike[str], arch_column: str, target_column: str) -> tuple[list[str], np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"measurements file {path} does not exist")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        for col in (arch_column, target_column):
+            if col not in columns:
+                raise ConfigError(f"{path} has no column {col!r}; columns: {', '.join(columns)}")
+        archs, ys = [], []
+        for i, row in enumerate(reader, start=2):
+            try:
+                y = float(row[target_column])
+            except ValueError:
+                raise ConfigError(f"{path} line {i}: {target_column}={row[target_column]!r} is not a number") from None
+            if np.isfinite(y):
+                archs.append(row[arch_column])
+                ys.append(y)
+    return archs, np.asarray(ys)
+
+
+def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", train: int = 20, seed: int = 0,
+              prior: LatencyTable | None = None, target: str = "latency_ms",
+              prior_path: str = "") -> tuple[FittedTable, dict[str, Any]]:
+    """Fit on `train` rows drawn with `seed`; metrics on all other rows."""
+    sp = get_space(space)
+    if sp.name != "nb201":
+        raise ConfigError(f"fit-table supports the nb201 space (cell structure features), not {sp.spec}")
+    if not 2 <= train < len(y):
+        raise ConfigError(f"--train must be between 2 and {len(y) - 1} (the file has {len(y)} rows)")
+    genes = [tuple(sp.split(a)) for a in arch_strings]
+    F = np.array([cell_features(g) for g in genes])
+    names = list(STRUCTURE_FEATURES)
+    if prior is not None:
+        cache: dict[tuple[str, ...], float] = {}
+        P = np.array([cache.setdefault(g, prior_ms(prior, g)) if g not in cache else cache[g] for g in genes])
+        # The prior carries the relative op costs; skips, additions and empty cells it does not time.
+        F = np.column_stack([P, F[:, 3:]])
+        names = ["prior_ms"] + names[3:]
+    idx = np.random.default_rng(seed).permutation(len(y))
+    tr, te = idx[:train], idx[train:]
+    coef, intercept = fit_nnls(F[tr], y[tr])
+    pred = F @ coef + intercept
+    metrics = fidelity_metrics(pred[te], y[te])
+    fitted = FittedTable(
+        space=sp.spec, target=target, features=names, coef=[float(c) for c in coef], intercept_ms=intercept,
+        prior=({"path": prior_path, "sha256": prior.sha256, "device": prior.device_name, "space": prior.space}
+               if prior is not None else {}),
+        train_archs=[arch_strings[i] for i in tr], metrics=metrics,
+    )
+    return fitted, {"pred": pred[te], "measured": y[te]}
+
+
+def fit_table_from_csv(measurements: str | os.PathLike[str], *, space: str, arch_column: str, target_column: str,
+                       train: int, seed: int, prior: str | None = "auto", out: str | None = None,
+                       plot: str | None = None) -> dict[str, Any]:
+    archs, y = read_measurements(measurements, arch_column, target_column)
+    prior_table = resolve_prior(prior, space)
+    prior_path = "" if prior_table is None else str(DEFAULT_PRIOR if str(prior).lower() == "auto" else prior)
+    fitted, held = fit_table(archs, y, space=space, train=train, seed=seed, prior=prior_table,
+                             target=target_column, prior_path=prior_path)
+    result: dict[str, Any] = {
+        "space": fitted.space, "target": target_column, "train": train, "seed": seed,
+        **fitted.metrics,
+        "features": fitted.features, "coef": fitted.coef, "intercept_ms": fitted.intercept_ms,
+        "prior": fitted.prior or None,
+    }
+    if out:
+        result["out"] = str(fitted.save(out))
+    if plot:
+        title = f"{target_column} K={train}: spearman={fitted.metrics['spearman']:.3f}"
+        result["plot"] = str(scatter_plot(held["pred"], held["measured"], plot, title))
+    return result
