@@ -20,10 +20,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     before = len(__import__("hwnas.latency", fromlist=["LatencyTable"]).LatencyTable.load(args.out)) \
         if Path(args.out).exists() else 0
-    table = build_table(spec, space, args.out, progress=not args.no_progress, profiler=profiler)
+    table = build_table(spec, space, args.out, progress=not args.no_progress, profiler=profiler,
+                        rounds=args.rounds)
     blocks_s = time.perf_counter() - start
     if args.calibrate > 0 and (table.calibration.n == 0 or args.recalibrate):
-        calibrate(table, spec, args.calibrate, args.seed, profiler=profiler, progress=not args.no_progress)
+        calibrate(table, spec, args.calibrate, args.seed, profiler=profiler, progress=not args.no_progress,
+                  rounds=args.rounds)
         table.save(args.out)
     data = {
         "table": str(args.out), "space": table.space, "device": spec.name, "entries": len(table),
@@ -43,7 +45,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.table)
     plot = args.plot or str(Path(args.table).with_suffix("")) + f"-validate-{args.samples}.png"
     result = validate_table(table, args.device, args.samples, seed=args.seed, progress=not args.json,
-                            plot=plot)
+                            plot=plot, rounds=args.rounds)
     if not args.rows:
         result.pop("rows")
     text = (f"{result['space']} on {result['device']}: n={result['n']} kendall_tau={result['kendall_tau']:.3f} "
@@ -80,6 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="table path, e.g. latency_tables/ort-cpu-1t/mobile-mnist.json")
     p.add_argument("--calibrate", type=int, default=10, help="end-to-end archs for the calibration fit (0: none)")
     p.add_argument("--recalibrate", action="store_true", help="refit the calibration of an existing table")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -90,6 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", required=True)
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--plot", help="scatter PNG path (default next to the table)")
     p.add_argument("--rows", action="store_true", help="include every arch's numbers")
     p.add_argument("--json", action="store_true")

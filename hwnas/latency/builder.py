@@ -7,6 +7,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,31 +85,44 @@ def open_table(out: str | os.PathLike[str], spec: DeviceSpec, space: SearchSpace
 
 
 def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.PathLike[str],
-                progress: bool = True, profiler: Profiler | None = None,
+                progress: bool = True, profiler: Profiler | None = None, rounds: int = 1,
                 on_entry: Callable[[Block, TableEntry], None] | None = None) -> LatencyTable:
-    """Measure each block of `space` missing from `out`, saving after every entry (resumable)."""
+    """Measure each block of `space` missing from `out`, saving after every entry (resumable).
+
+    With `rounds` > 1 every block is measured again in later passes over all blocks (seconds apart),
+    keeping the round with the lowest median: on a shared machine a busy neighbour slows whole
+    seconds by ~30%, and interleaved rounds let every block see a quiet moment.
+    """
     spec = load_device(spec)
     space = get_space(space) if isinstance(space, str) else space
     profiler = profiler or get_profiler(spec)
     fingerprint = spec.fingerprint()
     table = open_table(out, spec, space, fingerprint)
-    todo = table.missing(space_blocks(space))
-    if todo:
-        from tqdm import tqdm
+    blocks = space_blocks(space)
+    table.protocol["rounds"] = max(int(rounds), int(table.protocol.get("rounds", 1)))
+    if not Path(out).exists():
+        table.save(out)
+    from tqdm import tqdm
 
-        bar = tqdm(todo, desc=f"profile {space.spec} on {spec.name}", unit="block", disable=not progress,
-                   file=sys.stderr)
+    for r in range(1, int(rounds) + 1):
+        todo = [b for b in blocks if b.key not in table.entries or table.entries[b.key].rounds < r]
+        if not todo:
+            continue
+        desc = f"profile {space.spec} on {spec.name}" + (f" (round {r}/{rounds})" if rounds > 1 else "")
+        bar = tqdm(todo, desc=desc, unit="block", disable=not progress, file=sys.stderr)
         for block in bar:
             bar.set_postfix_str(block.key, refresh=False)
             m = profiler.measure_module(space.build_block(block), block.input_shape)
-            entry = TableEntry.from_measurement(m)
+            old = table.entries.get(block.key)
+            if old is None or m.median_ms < old.median_ms:
+                entry = TableEntry.from_measurement(m, rounds=r)
+            else:
+                entry = replace(old, rounds=r)
             table.entries[block.key] = entry
             table.provenance["updated_utc"] = _now()
             table.save(out)
             if on_entry is not None:
                 on_entry(block, entry)
-    elif not Path(out).exists():
-        table.save(out)
     return table
 
 
@@ -130,45 +144,74 @@ def measure_arch(profiler: Profiler, arch: Arch) -> float:
     return profiler.measure_module(space.build(arch), space.input_shape).median_ms
 
 
+def measure_archs(profiler: Profiler, archs: list[Arch], rounds: int = 1, progress: bool = True,
+                  desc: str = "end-to-end") -> list[float]:
+    """End-to-end medians of several archs, in interleaved rounds keeping each arch's lowest median."""
+    from tqdm import tqdm
+
+    best = [float("inf")] * len(archs)
+    for r in range(int(rounds)):
+        label = desc + (f" (round {r + 1}/{rounds})" if rounds > 1 else "")
+        for i, arch in enumerate(tqdm(archs, desc=label, unit="arch", disable=not progress, file=sys.stderr)):
+            best[i] = min(best[i], measure_arch(profiler, arch))
+    return best
+
+
 def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list[float],
                     fitted_on: list[str] | None = None) -> Calibration:
-    """Least squares measured ~ scale*sum + per_block*blocks + offset (non-negative terms, ridge-stabilised)."""
+    """Least-squares map from block sums to end-to-end latency, the form chosen by leave-one-out error.
+
+    Candidates: scale only; scale + offset; scale + per-block + offset. Offsets may be negative (a
+    standalone block carries per-run overhead that vanishes inside a whole network); scale must be > 0.
+    """
     s, b, y = (np.asarray(v, dtype=float) for v in (sums_ms, n_blocks, measured_ms))
     n = len(y)
     if n == 0:
         return Calibration()
-    from scipy.optimize import nnls
+    ones = np.ones(n)
+    forms = {"scale": [s], "scale+offset": [s, ones], "scale+per_block+offset": [s, b, ones]}
 
-    # Scale columns so the ridge penalty treats them alike, and shrink towards the identity map.
-    cols = [s, b, np.ones(n)] if n >= 4 and np.ptp(b) > 0 else [s, np.ones(n)]
-    X = np.stack(cols, axis=1)
-    lam = 1e-3 * float(np.mean(y))
-    prior = np.zeros(X.shape[1])
-    prior[0] = 1.0
-    X_aug = np.vstack([X, np.sqrt(lam) * np.eye(X.shape[1])])
-    y_aug = np.concatenate([y, np.sqrt(lam) * prior])
-    coef, _ = nnls(X_aug, y_aug)
-    if len(cols) == 3:
-        scale, per_block, offset = coef
-    else:
-        (scale, offset), per_block = coef, 0.0
-    return Calibration(float(scale), float(per_block), float(offset), n, list(fitted_on or []))
+    def solve(cols: list[np.ndarray], rows: np.ndarray) -> np.ndarray | None:
+        X = np.stack([c[rows] for c in cols], axis=1)
+        if np.linalg.matrix_rank(X) < X.shape[1]:
+            return None
+        coef = np.linalg.lstsq(X, y[rows], rcond=None)[0]
+        return coef if coef[0] > 0 else None
+
+    best, best_err = "scale", float("inf")
+    for name, cols in forms.items():
+        if n < len(cols) + 2:
+            continue
+        errs = []
+        for i in range(n):
+            rows = np.arange(n) != i
+            coef = solve(cols, rows)
+            if coef is None:
+                errs = []
+                break
+            pred = float(sum(c * col[i] for c, col in zip(coef, cols)))
+            errs.append(abs(pred - y[i]) / max(y[i], 1e-12))
+        if errs and np.mean(errs) < best_err - 1e-9:
+            best, best_err = name, float(np.mean(errs))
+    coef = solve(forms[best], np.arange(n))
+    if coef is None:
+        return Calibration(float(np.sum(s * y) / max(np.sum(s * s), 1e-12)), 0.0, 0.0, n, list(fitted_on or []))
+    values = dict(zip({"scale": ["scale"], "scale+offset": ["scale", "offset_ms"],
+                       "scale+per_block+offset": ["scale", "per_block_ms", "offset_ms"]}[best], coef))
+    return Calibration(float(values["scale"]), float(values.get("per_block_ms", 0.0)),
+                       float(values.get("offset_ms", 0.0)), n, list(fitted_on or []))
 
 
 def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 10, seed: int = 0,
-              profiler: Profiler | None = None, progress: bool = True) -> LatencyTable:
+              profiler: Profiler | None = None, progress: bool = True, rounds: int = 1) -> LatencyTable:
     """Measure `n` sampled archs end-to-end and store the fitted calibration in the table."""
     spec = load_device(spec)
     profiler = profiler or get_profiler(spec)
     space = get_space(table.space)
     archs = sample_archs(space, n, seed, "calibration")
-    from tqdm import tqdm
-
-    sums, counts, measured = [], [], []
-    for arch in tqdm(archs, desc="calibrate (end-to-end)", unit="arch", disable=not progress, file=sys.stderr):
-        sums.append(table.sum_ms(arch))
-        counts.append(len(table.blocks(arch)))
-        measured.append(measure_arch(profiler, arch))
+    sums = [table.sum_ms(a) for a in archs]
+    counts = [len(table.blocks(a)) for a in archs]
+    measured = measure_archs(profiler, archs, rounds, progress, "calibrate (end-to-end)")
     table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs])
     table.provenance["calibrated_utc"] = _now()
     return table

@@ -37,10 +37,11 @@ class TableEntry:
     cv: float = 0.0
     activation_bytes: int | None = None
     measured_peak_bytes: int | None = None
+    rounds: int = 1  # measurement rounds done; the statistics are those of the round with the lowest median
 
     @classmethod
-    def from_measurement(cls, m: Any) -> TableEntry:
-        return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes)
+    def from_measurement(cls, m: Any, rounds: int = 1) -> TableEntry:
+        return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TableEntry:

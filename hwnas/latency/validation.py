@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from hwnas.devices.profilers import Profiler, get_profiler
 from hwnas.devices.spec import DeviceSpec, load_device
-from hwnas.latency.builder import measure_arch, sample_archs
+from hwnas.latency.builder import measure_archs, sample_archs
 from hwnas.latency.table import LatencyTable
 from hwnas.spaces import get_space
 
@@ -61,23 +60,20 @@ def scatter_plot(predicted: Any, measured: Any, path: str | Path, title: str) ->
 
 def validate_table(table: LatencyTable, spec: DeviceSpec | str, samples: int, seed: int = 1,
                    profiler: Profiler | None = None, progress: bool = True,
-                   plot: str | Path | None = None) -> dict[str, Any]:
+                   plot: str | Path | None = None, rounds: int = 1) -> dict[str, Any]:
     """Measure `samples` archs end-to-end and compare with the table's predictions."""
     spec = load_device(spec)
     table.check_compatible(spec.identity())
     profiler = profiler or get_profiler(spec)
     space = get_space(table.space)
     archs = sample_archs(space, samples, seed, "validation")
-    from tqdm import tqdm
-
-    rows = []
-    for arch in tqdm(archs, desc="validate (end-to-end)", unit="arch", disable=not progress, file=sys.stderr):
-        rows.append({"arch": str(arch), "predicted_ms": table.predict_ms(arch),
-                     "raw_sum_ms": table.sum_ms(arch), "measured_ms": measure_arch(profiler, arch)})
+    measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)")
+    rows = [{"arch": str(a), "predicted_ms": table.predict_ms(a), "raw_sum_ms": table.sum_ms(a), "measured_ms": m}
+            for a, m in zip(archs, measured)]
     pred = [r["predicted_ms"] for r in rows]
     meas = [r["measured_ms"] for r in rows]
     result: dict[str, Any] = {
-        "space": table.space, "device": spec.name, "table_sha256": table.sha256, "seed": seed,
+        "space": table.space, "device": spec.name, "table_sha256": table.sha256, "seed": seed, "rounds": rounds,
         **fidelity_metrics(pred, meas),
         "raw_sum": {k: v for k, v in fidelity_metrics([r["raw_sum_ms"] for r in rows], meas).items() if k != "n"},
         "calibration": {"scale": table.calibration.scale, "per_block_ms": table.calibration.per_block_ms,
