@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hwnas.cli import core, profiling
+from hwnas.cli import core, exporting, profiling
 from hwnas.errors import HwnasError
 
 # Each module exposes `register(subparsers)`; its subcommands set `func(args) -> int`.
-COMMAND_MODULES = [core, profiling]
+COMMAND_MODULES = [core, profiling, exporting]
 
 
 def build_parser() -> argparse.ArgumentParser:

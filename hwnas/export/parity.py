@@ -1,0 +1,129 @@
+"""Parity of an exported ONNX model against its PyTorch source in ONNX Runtime on random inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.export.errors import ParityError
+
+DEFAULT_ATOL = 1e-5
+ORT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """Worst absolute and relative output difference over `n_inputs` random inputs.
+
+    `max_rel_diff` is max|ort - torch| / max|torch| (reported, not used for the verdict);
+    `passed` is `max_abs_diff <= atol`.
+    """
+
+    max_abs_diff: float
+    max_rel_diff: float
+    max_abs_output: float
+    atol: float
+    n_inputs: int
+    batch_sizes: tuple[int, ...]
+    runtime: str
+    graph_optimization: str
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "max_abs_diff": self.max_abs_diff, "max_rel_diff": self.max_rel_diff,
+            "max_abs_output": self.max_abs_output, "atol": self.atol, "n_inputs": self.n_inputs,
+            "batch_sizes": list(self.batch_sizes), "runtime": self.runtime,
+            "graph_optimization": self.graph_optimization, "passed": self.passed,
+        }
+
+
+def ort_session(model: str | Path | bytes, graph_optimization: str = "all", threads: int = 1):
+    """A CPU ONNX Runtime session with the given graph optimization level."""
+    import onnxruntime as ort
+
+    if graph_optimization not in ORT_LEVELS:
+        raise ParityError(f"unknown ORT graph optimization {graph_optimization!r}; valid: {', '.join(ORT_LEVELS)}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[graph_optimization]
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
+def random_inputs(input_shape: Sequence[int], n: int, seed: int, batch_sizes: Sequence[int] = ()) -> list[np.ndarray]:
+    """`n` standard-normal float32 inputs per batch size (the shape's own batch when none given)."""
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) == 3:
+        shape = (1, *shape)
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in batch_sizes or (shape[0],):
+        out += [rng.standard_normal((b, *shape[1:]), dtype=np.float32) for _ in range(n)]
+    return out
+
+
+def check_parity(
+    model: nn.Module,
+    onnx_model: str | Path | bytes,
+    input_shape: Sequence[int],
+    *,
+    atol: float = DEFAULT_ATOL,
+    n_inputs: int = 3,
+    seed: int = 0,
+    batch_sizes: Sequence[int] = (),
+    graph_optimization: str = "all",
+    raise_on_failure: bool = True,
+) -> ParityResult:
+    """Run `model` (eval mode, FP32) and the ONNX model in ORT CPU on the same random inputs.
+
+    Raises ParityError when the max abs diff exceeds `atol` (unless `raise_on_failure=False`).
+    """
+    import onnxruntime as ort
+
+    sess = ort_session(onnx_model, graph_optimization)
+    name = sess.get_inputs()[0].name
+    model = model.eval()
+    worst = worst_rel = worst_out = 0.0
+    inputs = random_inputs(input_shape, n_inputs, seed, batch_sizes)
+    for x in inputs:
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).float().numpy()
+        got = sess.run(None, {name: x})[0]
+        if got.shape != ref.shape:
+            raise ParityError(
+                f"ONNX output shape {got.shape} differs from PyTorch's {ref.shape} for input {x.shape}; "
+                "re-export (with --dynamic-batch for other batch sizes)"
+            )
+        diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
+        if not np.isfinite(diff):
+            diff = float("inf")
+        mag = float(np.max(np.abs(ref))) if ref.size else 0.0
+        worst = max(worst, diff)
+        worst_out = max(worst_out, mag)
+        worst_rel = max(worst_rel, diff / mag if mag > 0 else diff)
+    bs = tuple(sorted({x.shape[0] for x in inputs}))
+    result = ParityResult(
+        max_abs_diff=worst, max_rel_diff=worst_rel, max_abs_output=worst_out, atol=float(atol),
+        n_inputs=len(inputs), batch_sizes=bs, runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
+        graph_optimization=graph_optimization, passed=worst <= atol,
+    )
+    if raise_on_failure and not result.passed:
+        raise ParityError(
+            f"ONNX Runtime output differs from PyTorch by {worst:.3g} (max |output| {worst_out:.3g}), "
+            f"above the FP32 tolerance {atol:g}; the export is wrong: check the model for "
+            "train-mode-only behaviour or unsupported ops, or try --exporter legacy"
+        )
+    return result
