@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from hwnas.cli import main
 from hwnas.errors import ConfigError
-from hwnas.latency.fit import FittedTable, cell_features, fit_table, read_measurements
+from hwnas.latency.fit import FittedTable, cell_features, dead_features, fit_table, read_measurements
 from hwnas.latency.table import LatencyTableError
 from hwnas.spaces import get_space
 from hwnas.spaces.nb201 import OPS
@@ -34,6 +34,18 @@ def test_dead_edges_cost_nothing():
     assert cell_features(a.genes) == cell_features(b.genes)
     empty = space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     assert cell_features(empty.genes)[-1] == 1.0
+    assert dead_features(a.genes) == [1.0, 0.0, 0.0, 0.0] and dead_features(b.genes) == [0.0] * 4
+
+
+def test_representatives_replace_duplicate_rows(slice_csv):
+    own, y_own = read_measurements(slice_csv, "arch_str", "pi5_onnx_latency_ms", rep_column=None)
+    rep, y_rep = read_measurements(slice_csv, "arch_str", "pi5_onnx_latency_ms")
+    assert np.array_equal(y_own, y_rep) and len(own) == len(rep)
+    assert sum(a != b for a, b in zip(own, rep)) > 0
+    with open(slice_csv) as fh:
+        rows = list(csv.DictReader(fh))
+    by_idx = {r["arch_idx"]: r["arch_str"] for r in rows}
+    assert all(a == by_idx.get(r["rep_arch_idx"], r["arch_str"]) for a, r in zip(rep, rows))
 
 
 def _additive_baseline(archs, y, train, seed):
@@ -48,16 +60,27 @@ def _additive_baseline(archs, y, train, seed):
 
 @pytest.mark.parametrize("column", ["pi5_litert_latency_ms", "pi5_onnx_latency_ms"])
 def test_fit_beats_additive_per_edge_baseline(slice_csv, column):
-    archs, y = read_measurements(slice_csv, "arch_str", column)
-    for prior in (None, "auto"):
-        from hwnas.latency.fit import resolve_prior
+    from hwnas.latency.fit import resolve_prior
 
+    own, y = read_measurements(slice_csv, "arch_str", column, rep_column=None)
+    archs, _ = read_measurements(slice_csv, "arch_str", column)
+    baseline = _additive_baseline(own, y, 20, 0)
+    for prior in (None, "auto"):
         fitted, held = fit_table(archs, y, space="nb201", train=20, seed=0, prior=resolve_prior(prior, "nb201"))
         ours = fitted.metrics["spearman"]
         assert fitted.metrics["n"] == len(y) - 20
-        assert ours > _additive_baseline(archs, y, 20, 0) + 0.1
-        assert ours > 0.7
+        assert ours > baseline + 0.1 and ours > 0.85
         assert all(c >= 0 for c in fitted.coef)
+
+
+def test_dead_edge_mode_follows_the_runtime(slice_csv):
+    """ORT on the Pi runs NB201's `none` as x*0, so dead ops cost there; LiteRT prunes them."""
+    onnx, y_onnx = read_measurements(slice_csv, "arch_str", "pi5_onnx_latency_ms")
+    lite, y_lite = read_measurements(slice_csv, "arch_str", "pi5_litert_latency_ms")
+    assert fit_table(onnx, y_onnx, train=50, seed=0)[0].dead_edges == "cost"
+    assert fit_table(lite, y_lite, train=50, seed=0)[0].dead_edges == "free"
+    with pytest.raises(ConfigError, match="dead_edges"):
+        fit_table(onnx, y_onnx, train=20, dead_edges="maybe")
 
 
 def test_cli_fit_table_json_and_saved_table(slice_csv, tmp_path, capsys):

@@ -61,10 +61,11 @@ def cmd_fit_table(args: argparse.Namespace) -> int:
     result = fit_table_from_csv(
         args.measurements, space=args.space, arch_column=args.arch_column, target_column=args.target_column,
         train=args.train, seed=args.seed, prior=args.prior, out=args.out, plot=args.plot,
+        dead_edges=args.dead_edges, rep_column=args.rep_column,
     )
     text = (f"{args.target_column}: K={result['train']} on {result['n']} held-out rows: "
             f"kendall_tau={result['kendall_tau']:.3f} spearman={result['spearman']:.3f} "
-            f"mape={result['mape']:.2f}% within_10pct={result['within_10pct']:.3f}")
+            f"mape={result['mape']:.2f}% within_10pct={result['within_10pct']:.3f} dead_edges={result['dead_edges']}")
     emit(result, args.json, text)
     return 0
 
@@ -111,6 +112,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prior", default="auto",
                    help="latency table of a device you have, used as a feature; `auto`: the shipped "
                         "latency_tables/ort-cpu-1t/nb201-cifar100.json; `none`: structure features only")
+    p.add_argument("--dead-edges", choices=("free", "cost", "auto"), default="auto",
+                   help="whether ops on dead cell edges cost time on the device (auto: leave-one-out choice)")
+    p.add_argument("--rep-column", default="auto",
+                   help="column with the index of the representative arch that was measured (auto: rep_arch_idx "
+                        "when present; none: off)")
     p.add_argument("--out", help="write the fitted table JSON here")
     p.add_argument("--plot", help="scatter PNG of the held-out rows")
     p.add_argument("--json", action="store_true")

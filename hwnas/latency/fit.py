@@ -1,9 +1,15 @@
-"""Few-shot latency tables for end-to-end-only devices: structure-aware features of the live cell + NNLS fit.
+"""Few-shot latency tables for end-to-end-only devices: structure-aware features of the nb201 cell + NNLS fit.
 
-For nb201: dead edges (not on an input->output path) and `none` cost nothing; features are the counts of
-live conv3x3 / conv1x1 / avg-pool / skip edges, the number of extra additions (live in-degree - 1 per
-node), an empty-cell flag and, when a prior table of a device you have is given, that device's
-predicted latency of the arch. Coefficients are non-negative (NNLS), so no op gets a negative cost.
+Features: counts of live conv3x3 / conv1x1 / avg-pool / skip edges (an edge is live when it lies on an
+input->output path; `none` and dead edges cost nothing in networks hwnas builds), extra additions (live
+in-degree - 1 per node), an empty-cell flag and, with a prior table of a device you have, that device's
+predicted latency (which then replaces the three live op counts). Coefficients are non-negative (NNLS).
+
+Runtimes that execute NAS-Bench-201's reference network, where `none` is `x * 0`, keep dead ops alive:
+`dead_edges="cost"` adds counts of dead ops per type; `"auto"` adds them only when leave-one-out error on
+the K training rows drops by more than 15%. When the measurements file lists isomorphic duplicates of
+a measured representative (HW-NAS-Bench-360's `rep_arch_idx`), features come from the representative,
+the network that was actually timed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,19 @@ DEFAULT_PRIOR = _REPO_TABLES / "ort-cpu-1t" / "nb201-cifar100.json"
 CELL_OPS = ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect")
 
 
+def dead_features(genes: tuple[str, ...] | list[str]) -> list[float]:
+    """Counts of non-`none` ops per type on dead edges (computed only by runtimes that do not prune)."""
+    from hwnas.spaces.nb201 import live_edges
+
+    live = set(live_edges(genes))
+    return [float(sum(genes[p] == op for p in range(len(genes)) if p not in live)) for op in CELL_OPS]
+
+
+DEAD_FEATURES = [f"dead_{op}" for op in CELL_OPS]
+DEAD_EDGE_MODES = ("free", "cost", "auto")
+AUTO_DEAD_GAIN = 0.85  # use dead-op features when their LOO error is below 85% of the simpler model's
+
+
 def cell_features(genes: tuple[str, ...] | list[str]) -> list[float]:
     """Live-op counts, extra additions and the empty-cell flag of an nb201 genotype."""
     from hwnas.spaces.nb201 import EDGES, live_edges
@@ -54,6 +73,7 @@ class FittedTable:
     coef: list[float]
     intercept_ms: float
     prior: dict[str, Any] = field(default_factory=dict)  # path, sha256, device of the prior table
+    dead_edges: str = "free"  # "free" or "cost": whether dead-op counts are features
     train_archs: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +85,8 @@ class FittedTable:
             if prior_table is None:
                 prior_table = LatencyTable.load(self.prior["path"])
             row = [prior_ms(prior_table, arch.genes)] + row[3:]
+        if self.dead_edges == "cost":
+            row = row + dead_features(arch.genes)
         return row
 
     def predict_ms(self, arch: Arch, prior_table: LatencyTable | None = None) -> float:
@@ -121,7 +143,12 @@ def fit_nnls(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return coef[:-1], float(coef[-1])
 
 
-def read_measurements(path: str | os.PathLike[str], arch_column: str, target_column: str) -> tuple[list[str], np.ndarray]:
+def read_measurements(path: str | os.PathLike[str], arch_column: str, target_column: str,
+                      rep_column: str | None = "auto", index_column: str = "arch_idx") -> tuple[list[str], np.ndarray]:
+    """Arch strings and target values; with a representative column, each row's arch is its representative's.
+
+    `rep_column="auto"` uses `rep_arch_idx` (indexing `arch_idx`) when both columns exist; None/"none": off.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"measurements file {path} does not exist")
@@ -131,22 +158,45 @@ def read_measurements(path: str | os.PathLike[str], arch_column: str, target_col
         for col in (arch_column, target_column):
             if col not in columns:
                 raise ConfigError(f"{path} has no column {col!r}; columns: {', '.join(columns)}")
-        archs, ys = [], []
-        for i, row in enumerate(reader, start=2):
-            try:
-                y = float(row[target_column])
-            except ValueError:
-                raise ConfigError(f"{path} line {i}: {target_column}={row[target_column]!r} is not a number") from None
-            if np.isfinite(y):
-                archs.append(row[arch_column])
-                ys.append(y)
+        rows = list(reader)
+    if rep_column == "auto":
+        rep_column = "rep_arch_idx" if {"rep_arch_idx", index_column} <= set(columns) else None
+    elif rep_column in (None, "none", ""):
+        rep_column = None
+    elif rep_column not in columns or index_column not in columns:
+        raise ConfigError(f"{path} needs columns {rep_column!r} and {index_column!r} for representatives")
+    by_index = {row[index_column]: row[arch_column] for row in rows} if rep_column else {}
+    archs, ys = [], []
+    for i, row in enumerate(rows, start=2):
+        try:
+            y = float(row[target_column])
+        except ValueError:
+            raise ConfigError(f"{path} line {i}: {target_column}={row[target_column]!r} is not a number") from None
+        if not np.isfinite(y):
+            continue
+        arch = row[arch_column]
+        if rep_column:
+            arch = by_index.get(row[rep_column], arch)  # a representative outside the file: the row's own arch
+        archs.append(arch)
+        ys.append(y)
     return archs, np.asarray(ys)
 
 
+def _loo_mae(X: np.ndarray, y: np.ndarray) -> float:
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        coef, intercept = fit_nnls(X[keep], y[keep])
+        errors.append(abs(float(X[i] @ coef + intercept) - y[i]))
+    return float(np.mean(errors))
+
+
 def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", train: int = 20, seed: int = 0,
-              prior: LatencyTable | None = None, target: str = "latency_ms",
-              prior_path: str = "") -> tuple[FittedTable, dict[str, Any]]:
+              prior: LatencyTable | None = None, target: str = "latency_ms", prior_path: str = "",
+              dead_edges: str = "auto") -> tuple[FittedTable, dict[str, Any]]:
     """Fit on `train` rows drawn with `seed`; metrics on all other rows."""
+    if dead_edges not in DEAD_EDGE_MODES:
+        raise ConfigError(f"dead_edges must be one of {', '.join(DEAD_EDGE_MODES)}, got {dead_edges!r}")
     sp = get_space(space)
     if sp.name != "nb201":
         raise ConfigError(f"fit-table supports the nb201 space (cell structure features), not {sp.spec}")
@@ -163,6 +213,13 @@ def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", t
         names = ["prior_ms"] + names[3:]
     idx = np.random.default_rng(seed).permutation(len(y))
     tr, te = idx[:train], idx[train:]
+    if dead_edges != "free":
+        D = np.array([dead_features(g) for g in genes])
+        with_dead = np.column_stack([F, D])
+        if dead_edges == "cost" or _loo_mae(with_dead[tr], y[tr]) < AUTO_DEAD_GAIN * _loo_mae(F[tr], y[tr]):
+            F, names, dead_edges = with_dead, names + DEAD_FEATURES, "cost"
+        else:
+            dead_edges = "free"
     coef, intercept = fit_nnls(F[tr], y[tr])
     pred = F @ coef + intercept
     metrics = fidelity_metrics(pred[te], y[te])
@@ -170,24 +227,25 @@ def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", t
         space=sp.spec, target=target, features=names, coef=[float(c) for c in coef], intercept_ms=intercept,
         prior=({"path": prior_path, "sha256": prior.sha256, "device": prior.device_name, "space": prior.space}
                if prior is not None else {}),
-        train_archs=[arch_strings[i] for i in tr], metrics=metrics,
+        dead_edges=dead_edges, train_archs=[arch_strings[i] for i in tr], metrics=metrics,
     )
     return fitted, {"pred": pred[te], "measured": y[te]}
 
 
 def fit_table_from_csv(measurements: str | os.PathLike[str], *, space: str, arch_column: str, target_column: str,
                        train: int, seed: int, prior: str | None = "auto", out: str | None = None,
-                       plot: str | None = None) -> dict[str, Any]:
-    archs, y = read_measurements(measurements, arch_column, target_column)
+                       plot: str | None = None, dead_edges: str = "auto",
+                       rep_column: str | None = "auto") -> dict[str, Any]:
+    archs, y = read_measurements(measurements, arch_column, target_column, rep_column)
     prior_table = resolve_prior(prior, space)
     prior_path = "" if prior_table is None else str(DEFAULT_PRIOR if str(prior).lower() == "auto" else prior)
     fitted, held = fit_table(archs, y, space=space, train=train, seed=seed, prior=prior_table,
-                             target=target_column, prior_path=prior_path)
+                             target=target_column, prior_path=prior_path, dead_edges=dead_edges)
     result: dict[str, Any] = {
         "space": fitted.space, "target": target_column, "train": train, "seed": seed,
         **fitted.metrics,
         "features": fitted.features, "coef": fitted.coef, "intercept_ms": fitted.intercept_ms,
-        "prior": fitted.prior or None,
+        "prior": fitted.prior or None, "dead_edges": fitted.dead_edges,
     }
     if out:
         result["out"] = str(fitted.save(out))
