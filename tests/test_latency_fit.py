@@ -92,6 +92,9 @@ def test_cli_fit_table_json_and_saved_table(slice_csv, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result) >= {"kendall_tau", "spearman", "mape", "within_10pct"} and result["n"] == 2980
     fitted = FittedTable.load(out)
+    from hwnas.latency import load_predictor
+
+    assert load_predictor(out).sha256 == fitted.sha256 and fitted.device["fitted"]
     arch = get_space("nb201").parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
     small = get_space("nb201").parse("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|")
     assert fitted.predict_ms(arch) > fitted.predict_ms(small)

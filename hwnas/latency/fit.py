@@ -92,6 +92,11 @@ class FittedTable:
     def predict_ms(self, arch: Arch, prior_table: LatencyTable | None = None) -> float:
         return float(np.dot(self._row(arch, prior_table), self.coef) + self.intercept_ms)
 
+    @property
+    def device(self) -> dict[str, Any]:
+        """What the numbers describe: the measured column (there is no local device spec)."""
+        return {"name": self.target, "fitted": True, "dead_edges": self.dead_edges}
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema": FIT_SCHEMA, "schema_version": FIT_SCHEMA_VERSION, **asdict(self)}
 
@@ -116,6 +121,9 @@ class FittedTable:
         data.pop("schema")
         data.pop("schema_version")
         return cls(**data)
+
+
+_PRIOR_CACHE: dict[str, dict[tuple[str, ...], float]] = {}  # table sha256 -> genotype -> prior ms
 
 
 def prior_ms(table: LatencyTable, genes: tuple[str, ...] | list[str]) -> float:
@@ -206,8 +214,8 @@ def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", t
     F = np.array([cell_features(g) for g in genes])
     names = list(STRUCTURE_FEATURES)
     if prior is not None:
-        cache: dict[tuple[str, ...], float] = {}
-        P = np.array([cache.setdefault(g, prior_ms(prior, g)) if g not in cache else cache[g] for g in genes])
+        cache = _PRIOR_CACHE.setdefault(prior.sha256, {})
+        P = np.array([cache[g] if g in cache else cache.setdefault(g, prior_ms(prior, g)) for g in genes])
         # The prior carries the relative op costs; skips, additions and empty cells it does not time.
         F = np.column_stack([P, F[:, 3:]])
         names = ["prior_ms"] + names[3:]
