@@ -34,16 +34,25 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def non_dominated_mask(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-    """Boolean mask of the points that no other point dominates (duplicates are all kept)."""
+    """Boolean mask of the points that no other point dominates (duplicates are all kept).
+
+    Sweeps the points in lexicographic order against the running front: O(n * front size).
+    """
     F = _as_matrix(points)
     n = len(F)
+    mask = np.zeros(n, dtype=bool)
     if n == 0:
-        return np.zeros(0, dtype=bool)
-    # dominated[i] = exists j: F[j] <= F[i] everywhere and < somewhere
-    le = np.all(F[:, None, :] <= F[None, :, :], axis=2)  # le[j, i]: j <= i
-    lt = np.any(F[:, None, :] < F[None, :, :], axis=2)
-    dominated = np.any(le & lt, axis=0)
-    return ~dominated
+        return mask
+    order = np.lexsort(F.T[::-1])  # by first objective, then the next, ...
+    front = np.empty((0, F.shape[1]))
+    for i in order:
+        f = F[i]
+        # earlier points in lexicographic order can dominate f; later ones cannot
+        if len(front) and np.any(np.all(front <= f, axis=1) & np.any(front < f, axis=1)):
+            continue
+        mask[i] = True
+        front = np.vstack([front, f])
+    return mask
 
 
 def non_dominated(points: Sequence[Sequence[float]] | np.ndarray) -> list[int]:

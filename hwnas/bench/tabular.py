@@ -1,0 +1,74 @@
+"""Tabular benchmark: objectives looked up in a CSV of NB201 archs (accuracy + a latency column)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from hwnas.errors import ConfigError, HwnasError
+from hwnas.search.objectives import Objective
+from hwnas.search.pareto import non_dominated_mask
+from hwnas.search.problem import Problem
+from hwnas.spaces import Arch, get_space
+
+
+class TabularBenchmark(Problem):
+    """Every arch of `space` with its accuracy (maximized) and latency (minimized) from a CSV.
+
+    Rows are keyed by the arch string column (`arch_str`), parsed with the space so any string
+    form the space accepts works; the lookups are "cheap" objectives, so a search over the table
+    runs entirely in the driver.
+    """
+
+    def __init__(
+        self, path: str | Path, accuracy_column: str = "accuracy", latency_column: str = "pi5_onnx_latency_ms",
+        arch_column: str = "arch_str", space: str = "nb201:cifar100",
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"benchmark table {self.path} does not exist")
+        self.space = get_space(space)
+        self.accuracy_column, self.latency_column = accuracy_column, latency_column
+        self.objectives = (
+            Objective(accuracy_column, "max", "cheap", "", "accuracy from the table"),
+            Objective(latency_column, "min", "cheap", "ms", "latency from the table"),
+        )
+        self.constraints = ()
+        raw = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(raw).hexdigest()
+        rows = list(csv.DictReader(raw.decode().splitlines()))
+        if not rows:
+            raise ConfigError(f"benchmark table {self.path} has no rows")
+        for col in (arch_column, accuracy_column, latency_column):
+            if col not in rows[0]:
+                raise ConfigError(
+                    f"benchmark table {self.path} has no column {col!r}; columns: {', '.join(rows[0])}"
+                )
+        self.values: dict[str, tuple[float, float]] = {}
+        for i, row in enumerate(rows):
+            try:
+                arch = self.space.parse(row[arch_column])
+                acc, lat = float(row[accuracy_column]), float(row[latency_column])
+            except (HwnasError, ValueError) as exc:
+                raise ConfigError(f"{self.path} row {i + 2}: {exc}") from exc
+            if not (np.isfinite(acc) and np.isfinite(lat)):
+                continue
+            self.values[arch.id] = (acc, lat)
+        F = self.minimized_matrix()
+        self.true_front = F[non_dominated_mask(F)]
+
+    def minimized_matrix(self) -> np.ndarray:
+        return np.array([(-a, lat) for a, lat in self.values.values()], dtype=float)
+
+    def cheap(self, arch: Arch) -> dict[str, float]:
+        try:
+            acc, lat = self.values[arch.id]
+        except KeyError:
+            raise HwnasError(f"arch {arch} is not in benchmark table {self.path}") from None
+        return {self.accuracy_column: acc, self.latency_column: lat}
+
+    def info(self) -> dict:
+        return {"benchmark": {"path": str(self.path), "sha256": self.sha256, "rows": len(self.values)}}

@@ -1,0 +1,139 @@
+"""Problems: what `run_search` evaluates: cheap objective values in the driver, expensive jobs in workers."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import ConfigError
+from hwnas.search.constraints import Constraint
+from hwnas.search.objectives import Objective, get_objectives
+from hwnas.spaces import Arch, SearchSpace, get_space
+
+COST_METRICS = ("params", "macs", "flops", "activation_bytes")
+
+
+class Problem(ABC):
+    """Objectives + constraints over a space. `cheap(arch)` returns natural values of every cheap
+    objective (and every constrained metric); `expensive_job(arch, weights_path)` returns a picklable
+    job (`job()` -> {"values": {...}, "extras": {...}, "weights_path": str | None}) or None."""
+
+    space: SearchSpace
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...] = ()
+
+    @property
+    def has_expensive(self) -> bool:
+        return any(o.kind == "expensive" for o in self.objectives)
+
+    @abstractmethod
+    def cheap(self, arch: Arch) -> dict[str, float]: ...
+
+    def expensive_job(self, arch: Arch, weights_path: Path | None) -> Any | None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """Provenance recorded with the run (latency table hash and device, ...)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Train one arch in a worker and return its accuracy; saves weights when `weights_path` is set."""
+
+    space: str
+    arch: str
+    dataset: str
+    train: Mapping[str, Any]
+    weights_path: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> dict[str, Any]:
+        from hwnas.train import TrainConfig, train_arch
+        from hwnas.train.checkpoint import save_checkpoint
+
+        arch = get_space(self.space).parse(self.arch)
+        start = time.perf_counter()
+        model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)))
+        extras = {
+            "test_accuracy": result.test_accuracy, "train_loss": result.train_loss,
+            "train_wall_s": round(result.wall_s, 3), "epochs": result.epochs,
+        }
+        path = None
+        if self.weights_path:
+            meta = {**self.meta, "val_accuracy": result.val_accuracy, **extras, "dataset": self.dataset}
+            path = str(save_checkpoint(self.weights_path, arch, model, meta))
+        extras["eval_wall_s"] = round(time.perf_counter() - start, 3)
+        return {"values": {"accuracy": result.val_accuracy}, "extras": extras, "weights_path": path}
+
+
+class ArchProblem(Problem):
+    """The real search problem: static costs, table latency and trained accuracy of a space's archs."""
+
+    def __init__(
+        self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
+        constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None,
+        dataset: str = "mnist5k", train: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.space = get_space(space) if isinstance(space, str) else space
+        self.objectives = (
+            get_objectives(objectives) if objectives and isinstance(objectives[0], str) else tuple(objectives)
+        )
+        self.constraints = tuple(constraints)
+        self.dataset = dataset
+        self.train = dict(train or {})
+        self.table = None
+        self.table_path = None
+        names = {o.name for o in self.objectives} | {c.name for c in self.constraints}
+        if "latency_ms" in names:
+            if latency_table is None:
+                raise ConfigError("objective or constraint latency_ms needs `latency_table: PATH` in the recipe")
+            from hwnas.latency import LatencyTable
+
+            self.table_path = str(latency_table)
+            self.table = LatencyTable.load(latency_table)
+            if self.table.space != self.space.spec:
+                raise ConfigError(
+                    f"latency table {latency_table} is for space {self.table.space}, the recipe searches "
+                    f"{self.space.spec}; use a table built for {self.space.spec}"
+                )
+        cheap_ok = set(COST_METRICS) | {"latency_ms"}
+        for c in self.constraints:
+            if c.name not in cheap_ok:
+                raise ConfigError(
+                    f"constraint {c} is on {c.name!r}; constraints apply to cheap metrics only: "
+                    f"{', '.join(sorted(cheap_ok))}"
+                )
+        self._need_cost = bool(names & set(COST_METRICS))
+
+    def cheap(self, arch: Arch) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self._need_cost:
+            from hwnas.metrics import arch_cost
+
+            cost = arch_cost(arch)
+            out.update({k: float(getattr(cost, k)) for k in COST_METRICS})
+        if self.table is not None:
+            out["latency_ms"] = float(self.table.predict_ms(arch))
+        return out
+
+    def expensive_job(self, arch: Arch, weights_path: Path | None) -> TrainJob | None:
+        if not self.has_expensive:
+            return None
+        return TrainJob(
+            space=arch.space, arch=str(arch), dataset=self.dataset, train=self.train,
+            weights_path=str(weights_path) if weights_path else None,
+            meta={"arch_id": arch.id},
+        )
+
+    def info(self) -> dict[str, Any]:
+        if self.table is None:
+            return {}
+        return {"latency_table": {
+            "path": self.table_path, "sha256": self.table.sha256, "device": self.table.device,
+            "space": self.table.space,
+        }}

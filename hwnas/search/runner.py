@@ -1,0 +1,245 @@
+"""`run_search`: ask -> dedupe -> cheap objectives -> constraints -> expensive (executor) -> record -> tell.
+
+Every strategy call is journaled as an event (ask / tell, with the told values) in the same
+transaction as the trial change it belongs to, so `resume=True` replays the calls into a fresh
+strategy of the same seed and continues exactly where a killed run stopped: COMPLETE trials are
+never re-evaluated; a trial that was PENDING or RUNNING is evaluated again, once.
+The budget counts evaluated unique archs (COMPLETE + FAILED); duplicates and INFEASIBLE ones don't.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hwnas.execution import Executor, InlineExecutor, Outcome
+from hwnas.search.constraints import violations
+from hwnas.search.problem import Problem
+from hwnas.search.strategies.base import Strategy
+from hwnas.spaces import Arch
+from hwnas.storage import EVALUATED, Event, Run, StorageError, Trial
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """How a search ended."""
+
+    run: Run
+    evaluated: int
+    stop_reason: str
+    wall_s: float
+
+
+class _Loop:
+    def __init__(
+        self, problem: Problem, strategy: Strategy, run: Run, executor: Executor, budget: int,
+        max_duplicates: int, max_infeasible: int, on_trial: Callable[[Trial], None] | None,
+    ) -> None:
+        self.problem, self.strategy, self.run, self.executor = problem, strategy, run, executor
+        self.storage = run.storage
+        self.budget = budget
+        self.max_duplicates, self.max_infeasible = max_duplicates, max_infeasible
+        self.on_trial = on_trial
+        self.trials: dict[str, Trial] = {}
+        self.archs: dict[str, Arch] = {}
+        self.inflight: dict[str, Trial] = {}
+        self.seq = 0
+        self.evaluated = 0
+        self.infeasible = 0
+        self.dup_streak = 0
+        self.artifacts = run.artifact_dir
+
+    # -- journal -----------------------------------------------------------------------------
+    def _event(self, kind: str, arch: Arch, values: tuple[float, ...] | None = None) -> Event:
+        ev = Event(self.seq, kind, arch.id, str(arch), values)  # type: ignore[arg-type]
+        self.seq += 1
+        return ev
+
+    def _values_for(self, trial: Trial) -> tuple[float, ...] | None:
+        if trial.status != "COMPLETE":
+            return None
+        return tuple(o.to_min(trial.values[o.name]) for o in self.problem.objectives)
+
+    def _finish(self, trial: Trial, arch: Arch) -> None:
+        """Record a final state and tell the strategy, atomically journaled."""
+        trial = replace(trial, finished=time.time())
+        values = self._values_for(trial)
+        self.storage.record_update(trial, self._event("tell", arch, values))
+        self.strategy.tell(arch, values)
+        self.trials[arch.id] = trial
+        if trial.status in EVALUATED:
+            self.evaluated += 1
+        elif trial.status == "INFEASIBLE":
+            self.infeasible += 1
+        if self.on_trial:
+            self.on_trial(trial)
+
+    # -- replay --------------------------------------------------------------------------------
+    def replay(self) -> list[Trial]:
+        """Feed the journal's events into the fresh strategy; returns trials to (re)start."""
+        for ev in self.run.events():
+            if ev.kind == "ask":
+                arch = self.strategy.ask()
+                if arch is None or arch.id != ev.arch_id:
+                    raise StorageError(
+                        f"cannot resume run {self.run.name}: the strategy now proposes "
+                        f"{arch if arch else 'nothing'} where the journal has {ev.arch_str} (event {ev.seq}); "
+                        "resume with the same recipe, seed and hwnas version"
+                    )
+                self.archs[arch.id] = arch
+            else:
+                self.strategy.tell(self.archs[ev.arch_id], ev.values)
+            self.seq = ev.seq + 1
+        redo = []
+        for t in self.run.trials():
+            self.trials[t.arch_id] = t
+            self.archs.setdefault(t.arch_id, t.arch)
+            if t.status in EVALUATED:
+                self.evaluated += 1
+            elif t.status == "INFEASIBLE":
+                self.infeasible += 1
+            else:
+                redo.append(t)
+        return redo
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _start(self, trial: Trial, arch: Arch) -> None:
+        """Cheap objectives, constraints, then expensive submission (or completion)."""
+        try:
+            cheap = self.problem.cheap(arch)
+            missing = [o.name for o in self.problem.objectives if o.kind == "cheap" and o.name not in cheap]
+            if missing:
+                raise StorageError(f"problem returned no value for cheap objective(s) {missing}")
+        except Exception as exc:  # a failing candidate must not stop the search
+            self._finish(replace(trial, status="FAILED", error=f"{type(exc).__name__}: {exc}"), arch)
+            return
+        bad = violations(self.problem.constraints, cheap)
+        if bad:
+            self._finish(
+                replace(trial, status="INFEASIBLE", values=cheap, error="violates " + "; ".join(bad)), arch
+            )
+            return
+        weights = None
+        if self.artifacts is not None:
+            weights = self.artifacts / "weights" / f"{arch.id}.safetensors"
+        job = self.problem.expensive_job(arch, weights)
+        if job is None:
+            self._finish(replace(trial, status="COMPLETE", values=cheap), arch)
+            return
+        trial = replace(trial, status="RUNNING", values=cheap, attempts=trial.attempts + 1)
+        self.storage.record_update(trial)
+        self.trials[arch.id] = trial
+        self.inflight[arch.id] = trial
+        self.executor.submit(arch.id, job)
+
+    def _collect(self, outcome: Outcome) -> None:
+        trial = self.inflight.pop(outcome.key)
+        arch = self.archs[outcome.key]
+        if outcome.error is not None:
+            self._finish(replace(trial, status="FAILED", error=outcome.error), arch)
+            return
+        res = outcome.result or {}
+        values = {**trial.values, **res.get("values", {})}
+        missing = [o.name for o in self.problem.objectives if o.name not in values]
+        if missing:
+            self._finish(replace(trial, status="FAILED", error=f"evaluation returned no {missing}"), arch)
+            return
+        self._finish(
+            replace(trial, status="COMPLETE", values=values, extras={**trial.extras, **res.get("extras", {})},
+                    weights_path=res.get("weights_path")),
+            arch,
+        )
+
+    def _ask_one(self) -> bool:
+        """One ask; False when the strategy must wait."""
+        arch = self.strategy.ask()
+        if arch is None:
+            return False
+        self.archs.setdefault(arch.id, arch)
+        known = self.trials.get(arch.id)
+        if known is not None:
+            self.storage.record_ask(self.run.id, self._event("ask", arch), None)
+            self.dup_streak += 1
+            if known.status in ("COMPLETE", "FAILED", "INFEASIBLE"):
+                values = self._values_for(known)
+                self.storage.record_update(known, self._event("tell", arch, values))
+                self.strategy.tell(arch, values)
+            return True
+        self.dup_streak = 0
+        trial = Trial(
+            run_id=self.run.id, number=len(self.trials), arch_id=arch.id, space=arch.space,
+            arch_str=str(arch), status="PENDING", created=time.time(),
+        )
+        self.storage.record_ask(self.run.id, self._event("ask", arch), trial)
+        self.trials[arch.id] = trial
+        self._start(trial, arch)
+        return True
+
+    def loop(self, redo: list[Trial]) -> str:
+        for t in redo:
+            arch = self.archs[t.arch_id]
+            if t.status == "RUNNING":  # killed mid-evaluation: re-run it, once
+                self._start(replace(t, status="PENDING"), arch)
+            else:
+                self._start(t, arch)
+        while True:
+            reason = ""
+            while self.executor.has_capacity():
+                if self.evaluated + len(self.inflight) >= self.budget:
+                    reason = "budget"
+                    break
+                if self.dup_streak >= self.max_duplicates:
+                    reason = f"{self.max_duplicates} duplicate proposals in a row (space exhausted?)"
+                    break
+                if self.infeasible >= self.max_infeasible:
+                    reason = f"{self.max_infeasible} infeasible candidates (constraints too tight?)"
+                    break
+                if not self._ask_one():
+                    reason = "strategy waiting"
+                    break
+            if not self.inflight:
+                return "budget" if self.evaluated >= self.budget else (reason or "budget")
+            for outcome in self.executor.wait():
+                self._collect(outcome)
+
+
+def run_search(
+    problem: Problem,
+    strategy: Strategy,
+    run: Run,
+    budget: int,
+    executor: Executor | None = None,
+    resume: bool = False,
+    max_duplicates: int = 1000,
+    max_infeasible: int | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+) -> SearchResult:
+    """Search until `budget` unique archs were evaluated (or the strategy/space is exhausted).
+
+    `run` comes from `storage.create_run(...)` (or `storage.get_run(...)` with `resume=True`);
+    `executor` defaults to inline. `on_trial` is called after each trial reaches a final state.
+    """
+    if budget < 1:
+        raise StorageError("budget must be >= 1 evaluation")
+    start = time.perf_counter()
+    if run.events() and not resume:
+        raise StorageError(f"run {run.name} already has trials; pass resume=True (`--resume`) to continue it")
+    executor = executor or InlineExecutor()
+    loop = _Loop(
+        problem, strategy, run, executor, budget, max_duplicates,
+        max_infeasible if max_infeasible is not None else max(1000, 50 * budget), on_trial,
+    )
+    redo = loop.replay() if resume else []
+    reason = loop.loop(redo)
+    wall = time.perf_counter() - start
+    prev = run.info.get("search_wall_s", 0.0) if resume else 0.0
+    run.storage.update_run(
+        run.id, status="FINISHED", info={"search_wall_s": round(prev + wall, 3), "stop_reason": reason}
+    )
+    return SearchResult(run, loop.evaluated, reason, wall)
+
+
+def strategy_info(strategy: Strategy) -> dict[str, Any]:
+    return {"name": strategy.name, "seed": strategy.seed, "params": strategy.params()}
