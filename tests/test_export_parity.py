@@ -185,3 +185,26 @@ def test_fp32_rounding_at_huge_outputs_is_diagnosed(tmp_path):
     model.eval()
     exp = export_onnx(model, space.input_shape, tmp_path / "m2.onnx")
     assert check_parity(model, exp.path, exp.input_shape).max_abs_diff <= ATOL
+
+
+class DataDependent(nn.Module):
+    """Python control flow on tensor values: torch.export cannot capture it, TorchScript tracing can."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if y.mean() > -1e9:  # always true; the dynamo exporter refuses the data-dependent branch
+            return y.relu()
+        return y
+
+
+def test_dynamo_failure_falls_back_to_legacy_and_is_recorded(tmp_path):
+    model = DataDependent()
+    exp = export_onnx(model, (1, 8, 8), tmp_path / "m.onnx")
+    assert exp.exporter == "legacy" and exp.fallback_reason
+    assert check_parity(model, exp.path, exp.input_shape).passed
+    with pytest.raises(ExportError, match="--exporter legacy"):
+        export_onnx(model, (1, 8, 8), tmp_path / "m2.onnx", exporter="dynamo")

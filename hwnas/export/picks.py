@@ -75,7 +75,8 @@ def select_trial(run: Run, pick: Pick | str) -> Trial:
         )
     if pick.kind == "knee":
         knee = run.knee()
-        assert knee is not None  # the front is not empty
+        if knee is None:  # pragma: no cover - a non-empty front always has a knee
+            raise PickError(f"run {run.name} has no knee point; use index=N")
         return knee
     if pick.kind == "best-accuracy":
         _need(run, ACCURACY, pick)
