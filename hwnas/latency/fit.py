@@ -6,8 +6,8 @@ in-degree - 1 per node), an empty-cell flag and, with a prior table of a device 
 predicted latency (which then replaces the three live op counts). Coefficients are non-negative (NNLS).
 
 Runtimes that execute NAS-Bench-201's reference network, where `none` is `x * 0`, keep dead ops alive:
-`dead_edges="cost"` adds counts of dead ops per type; `"auto"` adds them only when leave-one-out error on
-the K training rows drops by more than 15%. When the measurements file lists isomorphic duplicates of
+`dead_edges="cost"` adds counts of dead ops per type; `"auto"` adds them only when they lower the
+leave-one-out absolute error on the K training rows by more than one standard error. When the measurements file lists isomorphic duplicates of
 a measured representative (HW-NAS-Bench-360's `rep_arch_idx`), features come from the representative,
 the network that was actually timed.
 """
@@ -46,7 +46,6 @@ def dead_features(genes: tuple[str, ...] | list[str]) -> list[float]:
 
 DEAD_FEATURES = [f"dead_{op}" for op in CELL_OPS]
 DEAD_EDGE_MODES = ("free", "cost", "auto")
-AUTO_DEAD_GAIN = 0.85  # use dead-op features when their LOO error is below 85% of the simpler model's
 
 
 def cell_features(genes: tuple[str, ...] | list[str]) -> list[float]:
@@ -190,13 +189,20 @@ def read_measurements(path: str | os.PathLike[str], arch_column: str, target_col
     return archs, np.asarray(ys)
 
 
-def _loo_mae(X: np.ndarray, y: np.ndarray) -> float:
+def _loo_errors(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     errors = []
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
         coef, intercept = fit_nnls(X[keep], y[keep])
         errors.append(abs(float(X[i] @ coef + intercept) - y[i]))
-    return float(np.mean(errors))
+    return np.asarray(errors)
+
+
+def _dead_ops_help(small: np.ndarray, big: np.ndarray, y: np.ndarray) -> bool:
+    """One-standard-error rule: the dead-op features must cut leave-one-out absolute error by more
+    than one standard error of the paired differences."""
+    diff = _loo_errors(small, y) - _loo_errors(big, y)
+    return bool(diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
 def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", train: int = 20, seed: int = 0,
@@ -224,7 +230,7 @@ def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", t
     if dead_edges != "free":
         D = np.array([dead_features(g) for g in genes])
         with_dead = np.column_stack([F, D])
-        if dead_edges == "cost" or _loo_mae(with_dead[tr], y[tr]) < AUTO_DEAD_GAIN * _loo_mae(F[tr], y[tr]):
+        if dead_edges == "cost" or _dead_ops_help(F[tr], with_dead[tr], y[tr]):
             F, names, dead_edges = with_dead, names + DEAD_FEATURES, "cost"
         else:
             dead_edges = "free"
