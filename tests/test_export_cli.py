@@ -70,3 +70,33 @@ def test_weights_alone_carry_the_arch(tmp_path, capsys):
     assert rc == 0
     m = read_manifest(tmp_path / "o")
     assert m["arch"]["id"] == ARCH.id and m["onnx"]["exporter"] == "legacy" and not m["onnx"]["simplified"]
+
+
+def test_remeasure_on_a_remote_agent(tmp_path, monkeypatch, capsys):
+    """Re-measure through the on-device agent (here on loopback) with a device spec YAML."""
+    import threading
+
+    from hwnas.devices.agent import make_server
+    from hwnas.export.pipeline import default_table_path
+
+    server = make_server("127.0.0.1", 0, "tok", quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HWNAS_EXPORT_TEST_TOKEN", "tok")
+        spec = tmp_path / "loop.yaml"
+        spec.write_text(
+            "name: loop-agent\nruntime: remote\nhost: 127.0.0.1\n"
+            f"port: {server.server_address[1]}\ntoken_env: HWNAS_EXPORT_TEST_TOKEN\n"
+            "warmup: 2\nrepeats: 50\nmeasure_memory: false\n"
+        )
+        table = default_table_path("ort-cpu-1t", "mobile:mnist")
+        rc = main(["export", "--space", "mobile", "--arch", ARCH.text, "--out", str(tmp_path / "o"),
+                   "--device", str(spec), "--table", str(table)])
+        assert rc == 0, capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+    lat = read_manifest(tmp_path / "o")["latency"]
+    assert lat["device"] == "loop-agent" and lat["device_fingerprint"]["runtime"] == "remote"
+    assert lat["measured_ms"] > 0 and lat["n"] == 50 and lat["predicted_ms"] > 0
+    assert not lat["same_device"] and "compares different devices" in lat["note"]
