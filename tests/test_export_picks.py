@@ -98,6 +98,7 @@ def test_cli_bad_inputs_give_one_clear_line(stored_run, tmp_path, capsys):
     cases = [
         (["--run", "picks", "--storage", db, "--pick", "fastest"], "unknown pick 'fastest'; valid forms: knee"),
         (["--run", "nope", "--storage", db, "--pick", "knee"], "run 'nope' not found"),
+        (["--run", "picks", "--storage", f"sqlite:///{tmp_path / 'none.db'}", "--pick", "knee"], "no run journal at"),
         (["--run", "picks", "--storage", db, "--arch", SPACE.sample(999).text], "is not in run picks"),
         (["--run", "picks", "--storage", db], "exactly one of --pick"),
         (["--pick", "knee", "--space", "mobile"], "--pick needs --run"),

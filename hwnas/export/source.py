@@ -127,6 +127,11 @@ def source_from_run(storage_url: str, run_name: str, pick: str | None = None, we
     if (pick is None) == (arch is None):
         raise HwnasError("with --run give exactly one of --pick (e.g. knee) or --arch ARCH")
     parsed_pick = parse_pick(pick) if pick is not None else None  # bad picks fail before storage opens
+    journal = _journal_path(storage_url)
+    if journal is not None and not journal.is_file():
+        raise HwnasError(
+            f"no run journal at {journal}; pass --storage with the URL the search of run {run_name!r} used"
+        )
     run = open_storage(storage_url).get_run(run_name)
     if parsed_pick is not None:
         trial = select_trial(run, parsed_pick)
@@ -146,6 +151,15 @@ def source_from_run(storage_url: str, run_name: str, pick: str | None = None, we
         table_path=table.get("path"), table_sha256=run.table_sha256, table_device=run.device,
         values=dict(trial.values),
     )
+
+
+def _journal_path(url: str) -> Path | None:
+    """The SQLite file of a storage URL (None for in-memory storage); opening a missing one would create it."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    if url.endswith((".db", ".sqlite", ".sqlite3")) and "://" not in url:
+        return Path(url)
+    return None
 
 
 def _trial_of_arch(run, text: str):
