@@ -126,3 +126,14 @@ def test_weights_of_another_arch_are_refused(stored_run, tmp_path, capsys):
     rc, err = _cli(capsys, "--space", "mobile", "--arch", other, "--weights", str(pt),
                    "--out", str(tmp_path), "--no-measure")
     assert rc == 2 and "do not fit arch" in err
+
+
+def test_exporter_registry_names_and_duplicates():
+    from hwnas.errors import DuplicateNameError, UnknownNameError
+    from hwnas.export import EXPORTERS
+
+    assert EXPORTERS.names() == ["onnx", "tensorrt"]
+    with pytest.raises(DuplicateNameError):
+        EXPORTERS.add("onnx", EXPORTERS.get("onnx"))
+    with pytest.raises(UnknownNameError, match="valid: onnx, tensorrt"):
+        EXPORTERS.get("coreml")

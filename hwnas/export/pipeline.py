@@ -33,18 +33,29 @@ class ExportContext:
     files: list[tuple[Path, str]] = field(default_factory=list)  # (path, role) to hash into the manifest
 
 
-FormatExporter = Callable[[ExportContext], "dict[str, Any] | None"]
+@dataclass(frozen=True)
+class FormatExporter:
+    """One output format: `preflight(fp16)` fails fast (before the ONNX export) on a missing backend
+    or bad option; `run(ctx)` writes its files after the checked ONNX exists, returning its manifest section."""
+
+    run: Callable[[ExportContext], dict[str, Any] | None]
+    preflight: Callable[[bool], None] = lambda fp16: None
+
+
 EXPORTERS: Registry[FormatExporter] = Registry("export format")
 
 
-@EXPORTERS.register("onnx")
-def _onnx_format(ctx: ExportContext) -> dict[str, Any] | None:
-    if ctx.fp16:
+def _onnx_preflight(fp16: bool) -> None:
+    if fp16:
         raise HwnasError("--fp16 applies to --format tensorrt only; ONNX exports stay FP32")
-    return None  # the ONNX file is the product
 
 
-@EXPORTERS.register("tensorrt")
+def _tensorrt_preflight(fp16: bool) -> None:
+    from hwnas.export.tensorrt import require_tensorrt
+
+    require_tensorrt()
+
+
 def _tensorrt_format(ctx: ExportContext) -> dict[str, Any] | None:
     from hwnas.export.parity import random_inputs
     from hwnas.export.tensorrt import TrtRunner, build_engine, compare_with_ort, require_tensorrt
@@ -63,6 +74,10 @@ def _tensorrt_format(ctx: ExportContext) -> dict[str, Any] | None:
     x = random_inputs(ctx.onnx.input_shape, 1, ctx.config.parity.seed)[0]
     timing = TrtRunner(engine.path, probe).time(x)
     return {"probe": probe.to_dict(), "engine": engine.to_dict(), "parity": parity, "latency": timing.to_dict()}
+
+
+EXPORTERS.add("onnx", FormatExporter(run=lambda ctx: None, preflight=_onnx_preflight))
+EXPORTERS.add("tensorrt", FormatExporter(run=_tensorrt_format, preflight=_tensorrt_preflight))
 
 
 def default_table_path(device_name: str, space: str) -> Path:
@@ -151,7 +166,8 @@ def run_export(
     Parity failure is an error (ParityError); nothing is written to the manifest then.
     """
     config = config or ExportConfig()
-    exporter_fn = EXPORTERS.get(fmt)  # unknown formats fail before any work
+    exporter = EXPORTERS.get(fmt)  # unknown formats and missing backends fail before any work
+    exporter.preflight(fp16)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     space = get_space(source.arch.space)
@@ -172,7 +188,7 @@ def run_export(
         batch_sizes=(1, 3) if config.dynamic_batch else (), graph_optimization=p.graph_optimization,
     )
     ctx = ExportContext(source, onnx, out, config, fp16=fp16, files=[(onnx.path, "onnx")])
-    fmt_section = exporter_fn(ctx)
+    fmt_section = exporter.run(ctx)
     latency = _latency_section(source, onnx, device, table) if measure else _empty_latency("--no-measure")
     files = [
         {"path": str(path.relative_to(out)) if path.is_relative_to(out) else str(path), "role": role,
