@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hwnas.cli import core, exporting, profiling
+from hwnas.cli import core, exporting, profiling, search
 from hwnas.errors import HwnasError
 
 # Each module exposes `register(subparsers)`; its subcommands set `func(args) -> int`.
-COMMAND_MODULES = [core, profiling, exporting]
+COMMAND_MODULES = [core, profiling, exporting, search]
 
 
 def build_parser() -> argparse.ArgumentParser:

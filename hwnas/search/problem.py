@@ -108,15 +108,22 @@ class ArchProblem(Problem):
                     f"constraint {c} is on {c.name!r}; constraints apply to cheap metrics only: "
                     f"{', '.join(sorted(cheap_ok))}"
                 )
+        self._names = names
         self._need_cost = bool(names & set(COST_METRICS))
 
     def cheap(self, arch: Arch) -> dict[str, float]:
         out: dict[str, float] = {}
-        if self._need_cost:
-            from hwnas.metrics import arch_cost
+        if self._need_cost:  # only the metrics asked for: MACs and activation memory trace the graph
+            from hwnas.metrics import count_macs, count_params, peak_activation_bytes
 
-            cost = arch_cost(arch)
-            out.update({k: float(getattr(cost, k)) for k in COST_METRICS})
+            model = self.space.build(arch)
+            if "params" in self._names:
+                out["params"] = float(count_params(model))
+            if self._names & {"macs", "flops"}:
+                counts = count_macs(model, self.space.input_shape)
+                out["macs"], out["flops"] = float(counts.macs), float(counts.flops)
+            if "activation_bytes" in self._names:
+                out["activation_bytes"] = float(peak_activation_bytes(model, self.space.input_shape))
         if self.table is not None:
             out["latency_ms"] = float(self.table.predict_ms(arch))
         return out

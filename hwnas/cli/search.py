@@ -1,0 +1,207 @@
+"""Search commands: `search`, `runs`, `show`, `bench`, `report`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hwnas.cli.output import emit
+from hwnas.errors import ConfigError
+
+
+def _storage_flag(p: argparse.ArgumentParser) -> None:
+    from hwnas.storage import DEFAULT_URL
+
+    p.add_argument("--storage", default=DEFAULT_URL, help=f"run journal URL (default {DEFAULT_URL})")
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _front_text(run) -> str:
+    names = [o.name for o in run.objectives]
+    knee = run.knee()
+    rows = [f"{'#':>4}  " + "  ".join(f"{n:>14}" for n in names) + "  arch"]
+    for t in run.pareto_front():
+        k = "*" if knee is not None and knee.number == t.number else " "
+        rows.append(f"{t.number:>3}{k}  " + "  ".join(f"{t.values[n]:>14.5g}" for n in names) + f"  {t.arch_str}")
+    return "\n".join(rows)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from hwnas.report import plot_pareto
+    from hwnas.search.recipe import execute_recipe, load_recipe
+
+    recipe = load_recipe(args.recipe)
+    executor = dict(recipe.executor)
+    if args.executor:
+        executor = {"name": args.executor}
+    if args.workers:
+        executor["workers"] = args.workers
+    if args.ray_address:
+        executor = {"name": "ray", **({"workers": args.workers} if args.workers else {}), "address": args.ray_address}
+    if args.strategy:
+        from hwnas.search.strategies import STRATEGIES
+
+        STRATEGIES.get(args.strategy)
+    recipe = recipe.with_overrides(
+        budget=args.budget, seed=args.seed, executor=executor,
+        strategy=args.strategy, strategy_params={} if args.strategy else None,
+    )
+    result = execute_recipe(
+        recipe, args.storage, run_name=args.name, resume=args.resume, progress=not args.json and not args.quiet
+    )
+    run = result.run
+    plot = None
+    if run.artifact_dir is not None and run.pareto_front():
+        plot = str(plot_pareto(run, args.plot or (run.artifact_dir / "pareto.png")))
+    data = {
+        "run": run.id, "name": run.name, "evaluated": result.evaluated, "stop_reason": result.stop_reason,
+        "wall_s": round(result.wall_s, 2), "plot": plot, "storage": run.storage.url,
+        "pareto_front": [t.to_dict() for t in run.pareto_front()],
+    }
+    text = (f"run {run.name} ({run.id}): {result.evaluated} evaluated, stopped on {result.stop_reason}, "
+            f"{result.wall_s:.1f} s\n{_front_text(run)}\nplot: {plot}\n"
+            f"show: hwnas show {run.name} --storage {run.storage.url}")
+    emit(data, args.json, text)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from hwnas.storage import open_storage
+
+    storage = open_storage(args.storage)
+    rows = []
+    for info in storage.list_runs():
+        trials = storage.trials(info.id)
+        rows.append({
+            "id": info.id, "name": info.name, "status": info.status, "created": info.created,
+            "strategy": (info.info.get("strategy") or {}).get("name"),
+            "objectives": [o.name for o in info.objectives],
+            "trials": len(trials), "complete": sum(t.status == "COMPLETE" for t in trials),
+        })
+    text = "\n".join(
+        f"{r['id']}  {r['name']:<40} {r['status']:<9} {r['strategy'] or '':<7} {r['complete']}/{r['trials']} complete"
+        for r in rows
+    ) or f"no runs in {storage.url}"
+    emit(rows, args.json, text)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from hwnas.storage import open_storage
+
+    run = open_storage(args.storage).get_run(args.run)
+    data = run.to_dict(with_trials=True)
+    text = (f"run {run.name} ({run.id}) {run.status}; trials {data['counts']}\n"
+            f"objectives: {', '.join(f'{o.name} ({o.direction})' for o in run.objectives)}\n{_front_text(run)}")
+    emit(data, args.json, text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hwnas.report import plot_pareto, run_report
+    from hwnas.storage import open_storage
+
+    storage = open_storage(args.storage)
+    run = storage.get_run(args.run)
+    baseline = storage.get_run(args.baseline) if args.baseline else None
+    out = Path(args.out or ((run.artifact_dir or Path(".")) / "report.md"))
+    plot = None
+    if run.pareto_front():
+        plot = plot_pareto(run, out.parent / "pareto.png").name
+    text = run_report(run, baseline, plot)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    emit({"report": str(out), "plot": plot}, args.json, f"report written to {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hwnas.bench import DEFAULT_CHECKPOINTS, TabularBenchmark, compare, plot_curves, summarize
+    from hwnas.search.strategies import STRATEGIES
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    for s in strategies:
+        STRATEGIES.get(s)
+    if args.seeds < 1 or args.budget < 1:
+        raise ConfigError("--seeds and --budget must be >= 1")
+    bench = TabularBenchmark(args.table, args.accuracy_column, args.latency_column, args.arch_column, args.space)
+    checkpoints = [b for b in DEFAULT_CHECKPOINTS if b <= args.budget]
+    if args.budget not in checkpoints:
+        checkpoints.append(args.budget)
+    curves = compare(bench, strategies, args.budget, list(range(args.seeds)))
+    rows = summarize(curves, checkpoints)
+    plot = plot_curves(curves, args.plot, f"{Path(args.table).name}: {args.accuracy_column} vs {args.latency_column}") \
+        if args.plot else None
+    data = {
+        "table": str(args.table), "table_sha256": bench.sha256, "objectives": [o.to_dict() for o in bench.objectives],
+        "true_front_size": len(bench.true_front), "budget": args.budget, "seeds": args.seeds,
+        "normalization": "HV(found)/HV(true front); objectives scaled by the true front's ideal/nadir to [0,1]; "
+                         "reference point 1.1 (pymoo HV)",
+        "strategies": rows, "plot": plot,
+    }
+    lines = [f"{'strategy':<10}" + "".join(f"{'HV@' + str(b):>26}" for b in checkpoints) + "   wall_s"]
+    for r in rows:
+        cells = []
+        for b in checkpoints:
+            e = r["hv"][str(b)]
+            p = e.get("p_vs_random")
+            cells.append(f"{e['median']:.4f} [{e['q25']:.3f},{e['q75']:.3f}]" + (f" p={p:.0e}" if p is not None else ""))
+        lines.append(f"{r['strategy']:<10}" + "".join(f"{c:>26}" for c in cells) + f"   {r['wall_s']}")
+    lines.append("median [q25,q75] normalized HV over seeds; p = Mann-Whitney U vs random")
+    emit(data, args.json, "\n".join(lines))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run (or --resume) a multi-objective search from a YAML recipe")
+    p.add_argument("recipe", help="recipe YAML, e.g. search/mnist-mobile.yaml")
+    _storage_flag(p)
+    p.add_argument("--name", help="run name (default: recipe name, seed and time)")
+    p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
+                   help="continue a killed run (default: the newest run in --storage)")
+    p.add_argument("--executor", choices=["inline", "local", "ray"], help="override the recipe's executor")
+    p.add_argument("--workers", type=int, help="parallel evaluations")
+    p.add_argument("--ray-address", help="connect to an existing Ray cluster (implies --executor ray)")
+    p.add_argument("--strategy", help="override the recipe's strategy (default parameters)")
+    p.add_argument("--budget", type=int, help="override the number of evaluations")
+    p.add_argument("--seed", type=int, help="override the search seed")
+    p.add_argument("--plot", help="Pareto plot PNG path (default <run dir>/pareto.png)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _json_flag(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("runs", help="list the runs of a storage")
+    _storage_flag(p)
+    _json_flag(p)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="a run's Pareto front and trials")
+    p.add_argument("run", help="run id, id prefix, name or `latest`")
+    _storage_flag(p)
+    _json_flag(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("report", help="write a markdown run report with the NAS best-practices checklist")
+    p.add_argument("run")
+    _storage_flag(p)
+    p.add_argument("--baseline", help="run to compare against (e.g. a random-search run)")
+    p.add_argument("--out", help="markdown path (default <run dir>/report.md)")
+    _json_flag(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="compare strategies on a tabular benchmark CSV (normalized HV over seeds)")
+    p.add_argument("--table", required=True, help="CSV with arch_str, accuracy and latency columns")
+    p.add_argument("--accuracy-column", default="accuracy")
+    p.add_argument("--latency-column", default="pi5_onnx_latency_ms")
+    p.add_argument("--arch-column", default="arch_str")
+    p.add_argument("--space", default="nb201:cifar100", help="space whose arch strings the table holds")
+    p.add_argument("--strategies", default="random,re,nsga2,local")
+    p.add_argument("--budget", type=int, default=300)
+    p.add_argument("--seeds", type=int, default=20, help="number of seeds (0..N-1)")
+    p.add_argument("--plot", help="HV-over-queries PNG")
+    _json_flag(p)
+    p.set_defaults(func=cmd_bench)
+

@@ -1,0 +1,61 @@
+"""Pareto tools on hand-made points: sorting, crowding, hypervolume normalization, knee."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwnas.search.pareto import (
+    crowding_distance,
+    dominates,
+    hypervolume,
+    knee_point,
+    non_dominated,
+    non_dominated_sort,
+    normalized_hypervolume,
+    pareto_ranks,
+)
+
+POINTS = [[1, 5], [2, 3], [3, 4], [4, 1], [2, 3], [5, 5]]
+
+
+def test_non_dominated_sort_hand_made():
+    assert non_dominated(POINTS) == [0, 1, 3, 4]  # duplicates of a front point both stay
+    assert non_dominated_sort(POINTS) == [[0, 1, 3, 4], [2], [5]]
+    assert pareto_ranks(POINTS).tolist() == [0, 0, 1, 0, 0, 2]
+    assert dominates([1, 1], [1, 2]) and not dominates([1, 2], [1, 2]) and not dominates([0, 3], [1, 2])
+
+
+def test_non_dominated_matches_brute_force_in_three_objectives():
+    rng = np.random.default_rng(0)
+    F = rng.integers(0, 6, (200, 3)).astype(float)
+    brute = [i for i in range(len(F)) if not any(dominates(F[j], F[i]) for j in range(len(F)))]
+    assert non_dominated(F) == brute
+
+
+def test_crowding_boundaries_are_infinite():
+    d = crowding_distance([[0, 4], [1, 2], [2, 1], [4, 0]])
+    assert np.isinf(d[0]) and np.isinf(d[3]) and np.all(np.isfinite(d[1:3]))
+
+
+def test_hypervolume_of_true_front_is_one_and_subsets_are_less():
+    front = np.array([[0.0, 1.0], [0.25, 0.5], [0.5, 0.25], [1.0, 0.0]])
+    assert normalized_hypervolume(front, front) == pytest.approx(1.0)
+    assert normalized_hypervolume(front[[0, 3]], front) < 1.0
+    # dominated extra points change nothing; points beyond the reference add nothing
+    assert normalized_hypervolume(np.vstack([front, [[0.9, 0.9], [5, 5]]]), front) == pytest.approx(1.0)
+    # normalization: scaling an objective does not change the normalized value
+    scaled = front * [10.0, 1.0]
+    assert normalized_hypervolume(scaled[[0, 1, 3]], scaled) == pytest.approx(
+        normalized_hypervolume(front[[0, 1, 3]], front))
+
+
+def test_hypervolume_reference_point_documented_value():
+    # a single ideal point in a normalized 2-D box with reference 1.1 dominates 1.1 x 1.1
+    assert hypervolume([[0.0, 0.0]], ideal=[0, 0], nadir=[1, 1]) == pytest.approx(1.21)
+
+
+def test_knee_point_picks_the_bulge():
+    pts = [[0, 1.0], [0.1, 0.3], [0.5, 0.2], [1.0, 0.0], [0.6, 0.9]]
+    assert knee_point(pts) == 1
+    assert knee_point([[3, 3]]) == 0
