@@ -143,9 +143,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    use_flag = fp16 and hasattr(trt.BuilderFlag, "FP16")
+    major = probe.major or int(trt.__version__.split(".")[0])
+    # 10.x: weak typing + FP16 flag; 11+: strongly typed, precision from the ONNX types
+    use_flag = fp16 and major < 11 and hasattr(trt.BuilderFlag, "FP16")
     strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") and (
-        (probe.major or 0) >= 11 or (fp16 and not use_flag)
+        major >= 11 or (fp16 and not use_flag)
     )
     source = onnx_path
     if fp16 and not use_flag:
