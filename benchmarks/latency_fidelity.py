@@ -28,7 +28,7 @@ def main() -> None:
     p.add_argument("--calibrate", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--plot", default="benchmarks/results/latency_fidelity.png")
+    p.add_argument("--plot", help="scatter PNG (default: next to the table, <table>-fidelity.png)")
     args = p.parse_args()
     spec = load_device(args.device)
     table_path = Path(args.table or f"latency_tables/{spec.name}/{args.space.replace(':', '-')}.json")
@@ -40,7 +40,8 @@ def main() -> None:
     profile_s = time.perf_counter() - start
     table = LatencyTable.load(table_path)
     start = time.perf_counter()
-    result = validate_table(table, spec, args.samples, seed=args.seed, plot=args.plot, rounds=args.rounds)
+    plot = args.plot or str(table_path.with_suffix("")) + "-fidelity.png"
+    result = validate_table(table, spec, args.samples, seed=args.seed, plot=plot, rounds=args.rounds)
     result.pop("rows")
     result.update(table=str(table_path), profile_s=round(profile_s, 1),
                   validate_s=round(time.perf_counter() - start, 1))
