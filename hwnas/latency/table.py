@@ -152,6 +152,7 @@ class LatencyTable:
         with os.fdopen(fd, "w") as fh:
             json.dump(self.to_dict(), fh, indent=1, sort_keys=True)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; tables are shared artefacts
         os.replace(tmp, path)
         return path
 
