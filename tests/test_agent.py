@@ -128,3 +128,24 @@ def test_agent_module_needs_no_torch():
     cli = subprocess.run([sys.executable, "-m", "hwnas.devices.agent", "serve", "--port", "0", "--token", ""],
                          capture_output=True, text=True, timeout=60, env={"PATH": ""})
     assert cli.returncode == 2 and "token is required" in cli.stderr
+
+
+def test_profile_a_table_through_the_agent(monkeypatch, tmp_path):
+    from hwnas.latency import LatencyTable
+    from hwnas.latency.builder import build_table
+
+    server = make_server("127.0.0.1", 0, TOKEN, quiet=True)  # default upload limit (64 MiB)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    monkeypatch.setenv("HWNAS_TEST_TOKEN", TOKEN)
+    out = tmp_path / "remote-nb201.json"
+    try:
+        table = build_table(_spec(port), "nb201:imagenet16", out, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(LatencyTable.load(out)) == len(table) > 5
+    assert table.device["runtime"] == "remote" and table.device["host"]["agent_schema"] == 1
+    conv3 = [e.median_ms for k, e in table.entries.items() if k.startswith("nor_conv_3x3")]
+    conv1 = [e.median_ms for k, e in table.entries.items() if k.startswith("nor_conv_1x1")]
+    assert sum(conv3) > sum(conv1)

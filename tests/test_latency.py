@@ -181,3 +181,13 @@ def test_shipped_mobile_mnist_table_predicts():
     space = get_space(SPACE)
     values = [table.predict_ms(space.sample(i)) for i in range(20)]
     assert all(v > 0 for v in values)
+
+
+def test_interleaved_rounds_keep_the_lowest_median(tmp_path):
+    path = tmp_path / "r.json"
+    first = build_table(spec(), "nb201:imagenet16", path, progress=False, rounds=1)
+    before = dict(first.entries)
+    table = build_table(spec(), "nb201:imagenet16", path, progress=False, rounds=2)
+    assert table.protocol["rounds"] == 2
+    for key, entry in table.entries.items():
+        assert entry.rounds == 2 and entry.median_ms <= before[key].median_ms
