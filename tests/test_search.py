@@ -171,14 +171,14 @@ def _search(recipe: Path, db: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_kill_9_and_resume_loses_and_repeats_nothing(tmp_path):
-    budget = 150
+    budget = 100
     recipe = _write(tmp_path / "cost.yaml", COST_RECIPE.replace("{budget}", str(budget)))
     ref_db, db = tmp_path / "ref.db", tmp_path / "killed.db"
     ref = _search(recipe, ref_db, "--name", "ref")
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     proc = _search(recipe, db, "--name", "k")
     kills, resumes = 0, 0
-    for threshold in (20, 70):
+    for threshold in (15, 50):
         deadline = time.time() + 120
         while _count(db) < threshold and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
@@ -200,7 +200,6 @@ def test_kill_9_and_resume_loses_and_repeats_nothing(tmp_path):
     assert [(e.kind, e.arch_id) for e in run.events()] == [(e.kind, e.arch_id) for e in ref_run.events()]
 
 
-@pytest.mark.slow
 def test_kill_9_during_training_reruns_that_trial_once(tmp_path):
     recipe = _write(tmp_path / "train.yaml", f"""
 space: mobile:mnist

@@ -142,14 +142,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          "reference point 1.1 (pymoo HV)",
         "strategies": rows, "plot": plot,
     }
-    lines = [f"{'strategy':<10}" + "".join(f"{'HV@' + str(b):>26}" for b in checkpoints) + "   wall_s"]
+    lines = [f"{'strategy':<10}" + "".join(f"{'HV@' + str(b):>34}" for b in checkpoints) + "   wall_s"]
     for r in rows:
         cells = []
         for b in checkpoints:
             e = r["hv"][str(b)]
             p = e.get("p_vs_random")
             cells.append(f"{e['median']:.4f} [{e['q25']:.3f},{e['q75']:.3f}]" + (f" p={p:.0e}" if p is not None else ""))
-        lines.append(f"{r['strategy']:<10}" + "".join(f"{c:>26}" for c in cells) + f"   {r['wall_s']}")
+        lines.append(f"{r['strategy']:<10}" + "".join(f"{c:>34}" for c in cells) + f"   {r['wall_s']}")
     lines.append("median [q25,q75] normalized HV over seeds; p = Mann-Whitney U vs random")
     emit(data, args.json, "\n".join(lines))
     return 0

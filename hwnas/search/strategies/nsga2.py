@@ -20,7 +20,7 @@ class NSGA2Search(Strategy):
     name = "nsga2"
 
     def __init__(
-        self, space: SearchSpace, num_objectives: int, seed: int = 0, *, population_size: int = 20,
+        self, space: SearchSpace, num_objectives: int, seed: int = 0, *, population_size: int = 8,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if population_size < 4:
