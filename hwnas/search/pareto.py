@@ -36,13 +36,18 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 def non_dominated_mask(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     """Boolean mask of the points that no other point dominates (duplicates are all kept).
 
-    Sweeps the points in lexicographic order against the running front: O(n * front size).
+    Small sets use one vectorized pairwise comparison; large ones sweep the points in
+    lexicographic order against the running front: O(n * front size), little memory.
     """
     F = _as_matrix(points)
     n = len(F)
     mask = np.zeros(n, dtype=bool)
     if n == 0:
         return mask
+    if n <= 1500:
+        le = np.all(F[:, None, :] <= F[None, :, :], axis=2)  # le[j, i]: F[j] <= F[i] everywhere
+        lt = np.any(F[:, None, :] < F[None, :, :], axis=2)
+        return ~np.any(le & lt, axis=0)
     order = np.lexsort(F.T[::-1])  # by first objective, then the next, ...
     front = np.empty((0, F.shape[1]))
     for i in order:

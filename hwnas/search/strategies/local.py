@@ -61,7 +61,8 @@ class ParetoLocalSearch(Strategy):
         self.model_rate = float(model_rate)
         self.pool_fronts = int(pool_fronts)
         self.n_proposed = 0
-        self._neighbors: dict[str, list[Arch]] = {}
+        self._neighbors: dict[str, list[tuple[str, Arch]]] = {}
+        self._rows: dict[tuple[str, ...], np.ndarray] = {}
         self._offsets = np.cumsum([0] + [len(c) for c in space.choices])
         self._index = [{g: k for k, g in enumerate(c)} for c in space.choices]
 
@@ -74,20 +75,30 @@ class ParetoLocalSearch(Strategy):
                     if g != arch.genes[i]:
                         genes = list(arch.genes)
                         genes[i] = g
-                        out.append(self.space.make(genes))
+                        a = self.space.make(genes)
+                        out.append((a.id, a))
             self._neighbors[arch.id] = out
-        return self._neighbors[arch.id]
+        return [a for _, a in self._neighbors[arch.id]]
 
     def _unexplored(self, arch_id: str) -> list[Arch]:
-        return [a for a in self.neighbors(self.archs[arch_id]) if a.id not in self.asked]
+        self.neighbors(self.archs[arch_id])
+        return [a for i, a in self._neighbors[arch_id] if i not in self.asked]
+
+    def _row(self, arch: Arch) -> np.ndarray:
+        row = self._rows.get(arch.genes)
+        if row is None:
+            row = np.zeros(int(self._offsets[-1]) + 1)
+            row[-1] = 1.0
+            for i, g in enumerate(arch.genes):
+                row[self._offsets[i] + self._index[i][g]] = 1.0
+            self._rows[arch.genes] = row
+        return row
 
     def _onehot(self, archs: list[Arch]) -> np.ndarray:
-        X = np.zeros((len(archs), int(self._offsets[-1]) + 1))
-        X[:, -1] = 1.0
-        for r, a in enumerate(archs):
-            for i, g in enumerate(a.genes):
-                X[r, self._offsets[i] + self._index[i][g]] = 1.0
-        return X
+        """One-hot genes plus a bias column."""
+        if not archs:
+            return np.zeros((0, int(self._offsets[-1]) + 1))
+        return np.stack([self._row(a) for a in archs])
 
     def _front_layers(self, ids: list[str], F: np.ndarray):
         remaining = np.arange(len(ids))
