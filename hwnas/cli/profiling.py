@@ -11,6 +11,7 @@ from hwnas.cli.output import emit
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from hwnas.devices import get_profiler, load_device
+    from hwnas.latency import LatencyTable
     from hwnas.latency.builder import build_table, calibrate
     from hwnas.spaces import get_space
 
@@ -18,8 +19,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     profiler = get_profiler(spec)
     start = time.perf_counter()
-    before = len(__import__("hwnas.latency", fromlist=["LatencyTable"]).LatencyTable.load(args.out)) \
-        if Path(args.out).exists() else 0
+    before = len(LatencyTable.load(args.out)) if Path(args.out).exists() else 0
     table = build_table(spec, space, args.out, progress=not args.no_progress, profiler=profiler,
                         rounds=args.rounds)
     blocks_s = time.perf_counter() - start
