@@ -228,3 +228,18 @@ executor: inline
     assert {t.arch_id: t.attempts for t in run.trials()} [running] == 2
     assert all(t.attempts == 1 for t in run.trials() if t.arch_id != running)
     assert all(Path(t.weights_path).is_file() for t in run.trials())
+
+
+def test_measured_latency_is_an_expensive_objective(tmp_path):
+    from hwnas.search.recipe import execute_recipe, parse_recipe
+
+    recipe = parse_recipe({"space": "mobile:mnist", "objectives": ["params", "measured_latency_ms"],
+                           "device": "ort-cpu-1t", "strategy": "random", "budget": 2, "executor": "inline"})
+    run = execute_recipe(recipe, f"sqlite:///{tmp_path / 'm.db'}", "m").run
+    done = run.trials("COMPLETE")
+    assert len(done) == 2
+    assert all(t.values["measured_latency_ms"] > 0 and t.weights_path is None for t in done)
+    assert all(t.extras["measured_p10_ms"] <= t.extras["measured_p90_ms"] for t in done)
+    assert run.info["measure_device"]["spec"] == "ort-cpu-1t"
+    with pytest.raises(Exception, match="needs `device: SPEC`"):
+        execute_recipe(parse_recipe({"space": "mobile", "objectives": ["measured_latency_ms"]}), "memory://")

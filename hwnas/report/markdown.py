@@ -85,6 +85,8 @@ def run_report(run, baseline=None, plot: str | None = None) -> str:
                      f"{json.dumps(info.get('executor', {}))}"),
         ("Latency table", f"{table.get('path')} sha256 {table.get('sha256')} device "
                           f"{(table.get('device') or {}).get('name')}" if table else "none"),
+        ("Measurement device", json.dumps(info["measure_device"]) if info.get("measure_device")
+         else "none (no measured objective)"),
         ("Library versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
         ("Wall time", f"search {info.get('search_wall_s', '?')} s in total (driver, incl. waiting), "
                       f"evaluation {eval_s:.1f} s summed over trials"),

@@ -60,6 +60,7 @@ for _obj in (
     Objective("activation_bytes", "min", "cheap", "bytes", "peak activation memory at batch 1, fp32"),
     Objective("latency_ms", "min", "cheap", "ms", "latency predicted by a per-block latency table"),
     Objective("accuracy", "max", "expensive", "fraction", "validation accuracy after training"),
+    Objective("measured_latency_ms", "min", "expensive", "ms", "median latency measured on the recipe's device"),
 ):
     OBJECTIVES.add(_obj.name, _obj)
 

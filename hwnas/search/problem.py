@@ -43,7 +43,8 @@ class Problem(ABC):
 
 @dataclass(frozen=True)
 class TrainJob:
-    """Train one arch in a worker and return its accuracy; saves weights when `weights_path` is set."""
+    """Evaluate one arch in a worker: train it (when `accuracy` is wanted; weights saved to
+    `weights_path`) and/or measure its latency on `device` (a device spec name or path)."""
 
     space: str
     arch: str
@@ -51,24 +52,41 @@ class TrainJob:
     train: Mapping[str, Any]
     weights_path: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    want: tuple[str, ...] = ("accuracy",)
+    device: str | None = None
 
     def __call__(self) -> dict[str, Any]:
-        from hwnas.train import TrainConfig, train_arch
-        from hwnas.train.checkpoint import save_checkpoint
-
         arch = get_space(self.space).parse(self.arch)
         start = time.perf_counter()
-        model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)))
-        extras = {
-            "test_accuracy": result.test_accuracy, "train_loss": result.train_loss,
-            "train_wall_s": round(result.wall_s, 3), "epochs": result.epochs,
-        }
+        values: dict[str, float] = {}
+        extras: dict[str, Any] = {}
         path = None
-        if self.weights_path:
-            meta = {**self.meta, "val_accuracy": result.val_accuracy, **extras, "dataset": self.dataset}
-            path = str(save_checkpoint(self.weights_path, arch, model, meta))
+        model = None
+        if "accuracy" in self.want:
+            from hwnas.train import TrainConfig, train_arch
+            from hwnas.train.checkpoint import save_checkpoint
+
+            model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)))
+            values["accuracy"] = result.val_accuracy
+            extras.update({
+                "test_accuracy": result.test_accuracy, "train_loss": result.train_loss,
+                "train_wall_s": round(result.wall_s, 3), "epochs": result.epochs,
+            })
+            if self.weights_path:
+                meta = {**self.meta, "val_accuracy": result.val_accuracy, **extras, "dataset": self.dataset}
+                path = str(save_checkpoint(self.weights_path, arch, model, meta))
+        if "measured_latency_ms" in self.want:
+            from hwnas.devices import get_profiler
+
+            space = get_space(self.space)
+            if model is None:
+                model = space.build(arch)
+            model.eval()
+            m = get_profiler(self.device).measure_module(model, space.input_shape)
+            values["measured_latency_ms"] = m.median_ms
+            extras.update({"measured_p10_ms": m.p10_ms, "measured_p90_ms": m.p90_ms, "measured_cv": m.cv})
         extras["eval_wall_s"] = round(time.perf_counter() - start, 3)
-        return {"values": {"accuracy": result.val_accuracy}, "extras": extras, "weights_path": path}
+        return {"values": values, "extras": extras, "weights_path": path}
 
 
 class ArchProblem(Problem):
@@ -77,7 +95,7 @@ class ArchProblem(Problem):
     def __init__(
         self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
         constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None,
-        dataset: str = "mnist5k", train: Mapping[str, Any] | None = None,
+        dataset: str = "mnist5k", train: Mapping[str, Any] | None = None, device: str | None = None,
     ) -> None:
         self.space = get_space(space) if isinstance(space, str) else space
         self.objectives = (
@@ -88,6 +106,14 @@ class ArchProblem(Problem):
         self.train = dict(train or {})
         self.table = None
         self.table_path = None
+        self.device = device
+        self.expensive = tuple(o.name for o in self.objectives if o.kind == "expensive")
+        if "measured_latency_ms" in self.expensive:
+            if not device:
+                raise ConfigError("objective measured_latency_ms needs `device: SPEC` (e.g. ort-cpu-1t) in the recipe")
+            from hwnas.devices import load_device
+
+            load_device(device)  # fail fast on an unknown device
         names = {o.name for o in self.objectives} | {c.name for c in self.constraints}
         if "latency_ms" in names:
             if latency_table is None:
@@ -133,14 +159,20 @@ class ArchProblem(Problem):
             return None
         return TrainJob(
             space=arch.space, arch=str(arch), dataset=self.dataset, train=self.train,
-            weights_path=str(weights_path) if weights_path else None,
-            meta={"arch_id": arch.id},
+            weights_path=str(weights_path) if weights_path and "accuracy" in self.expensive else None,
+            meta={"arch_id": arch.id}, want=self.expensive, device=self.device,
         )
 
     def info(self) -> dict[str, Any]:
-        if self.table is None:
-            return {}
-        return {"latency_table": {
-            "path": self.table_path, "sha256": self.table.sha256, "device": self.table.device,
-            "space": self.table.space,
-        }}
+        out: dict[str, Any] = {}
+        if self.device:
+            from hwnas.devices import load_device
+
+            spec = load_device(self.device)
+            out["measure_device"] = {"spec": self.device, "name": getattr(spec, "name", str(self.device))}
+        if self.table is not None:
+            out["latency_table"] = {
+                "path": self.table_path, "sha256": self.table.sha256, "device": self.table.device,
+                "space": self.table.space,
+            }
+        return out

@@ -15,10 +15,12 @@ from hwnas.search.objectives import get_objectives
 
 _KEYS = {
     "name", "space", "objectives", "constraints", "latency_table", "strategy", "seed", "budget", "dataset",
-    "train", "executor", "description",
+    "train", "executor", "description", "device",
 }
 # Keys that must match when resuming (budget and executor may change).
-_SEARCH_KEYS = ("space", "objectives", "constraints", "latency_table", "strategy", "seed", "dataset", "train")
+_SEARCH_KEYS = (
+    "space", "objectives", "constraints", "latency_table", "strategy", "seed", "dataset", "train", "device",
+)
 _EXECUTOR_KEYS = {"name", "workers", "threads_per_worker", "address", "cpus_per_task", "num_cpus"}
 
 
@@ -39,6 +41,7 @@ class SearchRecipe:
     train: Mapping[str, Any] = field(default_factory=dict)
     executor: Mapping[str, Any] = field(default_factory=lambda: {"name": "local", "workers": 1})
     description: str = ""
+    device: str | None = None  # device spec for the measured_latency_ms objective
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,7 +49,7 @@ class SearchRecipe:
             "constraints": [str(c) for c in self.constraints], "latency_table": self.latency_table,
             "strategy": {"name": self.strategy, "params": dict(self.strategy_params)}, "seed": self.seed,
             "budget": self.budget, "dataset": self.dataset, "train": dict(self.train),
-            "executor": dict(self.executor), "description": self.description,
+            "executor": dict(self.executor), "description": self.description, "device": self.device,
         }
 
     def with_overrides(self, **kw: Any) -> SearchRecipe:
@@ -116,6 +119,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         strategy=str(strat["name"]), strategy_params=params, seed=seed, budget=budget,
         dataset=str(data.get("dataset", "mnist5k")), train=train, executor=dict(executor),
         description=str(data.get("description", "")),
+        device=None if data.get("device") is None else str(data["device"]),
     )
 
 
@@ -140,7 +144,7 @@ def build(recipe: SearchRecipe):
 
     problem = ArchProblem(
         recipe.space, list(recipe.objectives), recipe.constraints, recipe.latency_table, recipe.dataset,
-        recipe.train,
+        recipe.train, recipe.device,
     )
     strategy = make_strategy(recipe.strategy, problem.space, len(problem.objectives), recipe.seed,
                              recipe.strategy_params)
