@@ -13,8 +13,13 @@ FAILED_VALUE = 1e30  # minimized value given to pymoo for failed / infeasible ar
 
 class NSGA2Search(Strategy):
     """pymoo NSGA-II (rank + crowding survival) with mixed-variable sampling, uniform crossover and
-    categorical mutation. Generational: `ask` returns None while a generation's results are
-    outstanding (workers can idle at generation boundaries; small `population_size` keeps that short).
+    categorical mutation, driven through pymoo's ask/tell.
+
+    Steady-state with parallel workers: once a generation's offspring are all proposed but some
+    results are outstanding, `ask` proposes extra children (one-gene mutations of random survivors,
+    or uniform samples before the first generation) so workers never idle; extras told by the time
+    the generation completes join its offspring in the survival step. With one worker (inline
+    executor) no extras arise and the algorithm is plain generational NSGA-II.
     """
 
     name = "nsga2"
@@ -51,6 +56,7 @@ class NSGA2Search(Strategy):
         self._F: np.ndarray | None = None
         self._done: list[bool] = []
         self._next = 0
+        self._extras: dict[str, tuple[Arch, tuple[float, ...] | None]] = {}
 
     def _new_generation(self) -> None:
         self._pop = self.algorithm.ask()
@@ -64,14 +70,31 @@ class NSGA2Search(Strategy):
         if self._pop is None:
             self._new_generation()
         if self._next >= len(self._archs):
-            return None  # wait for this generation's results
+            return self._propose(self._extra())  # keep workers busy until the generation completes
         arch = self._archs[self._next]
         self._next += 1
         return self._propose(arch)
 
+    def _extra(self) -> Arch:
+        survivors = self.algorithm.pop
+        if survivors is None or len(survivors) == 0:
+            arch = self._random()
+        else:
+            n = len(self.space.choices)
+
+            def child() -> Arch:
+                x = survivors[self.rng.randrange(len(survivors))].X
+                return self.space.mutate(self.space.decode([int(x[f"x{i}"]) for i in range(n)]), self.rng)
+
+            arch = self._fresh(child, tries=20)
+        self._extras[arch.id] = (arch, None)
+        return arch
+
     def _on_tell(self, arch: Arch, values, first: bool) -> None:
         if self._pop is None:
             return
+        if arch.id in self._extras and values is not None:
+            self._extras[arch.id] = (arch, values)
         hit = False
         for i, a in enumerate(self._archs[: self._next]):
             if a.id == arch.id and not self._done[i]:
@@ -84,7 +107,19 @@ class NSGA2Search(Strategy):
             from pymoo.problems.static import StaticProblem
 
             Evaluator().eval(StaticProblem(self.problem, F=self._F), self._pop)
-            self.algorithm.tell(infills=self._pop)
+            infills = self._pop
+            extras = [(a, v) for a, v in self._extras.values() if v is not None]
+            if extras:
+                from pymoo.core.population import Population
+
+                X = np.empty(len(extras), dtype=object)
+                X[:] = [{f"x{i}": k for i, k in enumerate(self.space.encode(a))} for a, _ in extras]
+                more = Population.new("X", X)
+                F = np.array([v for _, v in extras], dtype=float)
+                Evaluator().eval(StaticProblem(self.problem, F=F), more)
+                infills = Population.merge(infills, more)
+            self._extras = {}
+            self.algorithm.tell(infills=infills)
             self._pop = None
 
     def params(self) -> dict:
