@@ -47,6 +47,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         STRATEGIES.get(args.strategy)
     recipe = recipe.with_overrides(
         budget=args.budget, seed=args.seed, executor=executor,
+        latency_table=str(Path(args.table).resolve()) if args.table else None,
         strategy=args.strategy, strategy_params={} if args.strategy else None,
     )
     result = execute_recipe(
@@ -167,6 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", help="connect to an existing Ray cluster (implies --executor ray)")
     p.add_argument("--strategy", help="override the recipe's strategy (default parameters)")
     p.add_argument("--budget", type=int, help="override the number of evaluations")
+    p.add_argument("--table", help="override the recipe's latency table (e.g. one you just profiled)")
     p.add_argument("--seed", type=int, help="override the search seed")
     p.add_argument("--plot", help="Pareto plot PNG path (default <run dir>/pareto.png)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
