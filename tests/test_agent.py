@@ -11,8 +11,9 @@ import urllib.request
 import pytest
 import torch
 
-from hwnas.devices import AgentClient, AgentError, DeviceSpec, export_onnx_bytes, get_profiler
+from hwnas.devices import AgentClient, AgentError, DeviceSpec, get_profiler
 from hwnas.devices.agent import make_server
+from hwnas.export.onnx import export_onnx_bytes
 
 TOKEN = "s3cret-token"
 

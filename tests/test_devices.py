@@ -17,12 +17,12 @@ from hwnas.devices import (
     DeviceSpec,
     DeviceUnavailableError,
     ProfilerError,
-    export_onnx_bytes,
     get_profiler,
     load_device,
     measurement_lock,
 )
 from hwnas.errors import ConfigError, HwnasError
+from hwnas.export.onnx import export_onnx_bytes
 from hwnas.spaces import Block, get_space
 
 REPO = Path(__file__).resolve().parents[1]

@@ -138,7 +138,7 @@ def test_bad_opset_and_exporter_are_clear_errors(tmp_path):
     model = get_space("mobile").build_block(Block("head", 64, 10, (4, 4)))
     with pytest.raises(ExportError, match="opset 99"):
         export_onnx(model, (64, 4, 4), tmp_path / "m.onnx", opset=99)
-    with pytest.raises(ExportError, match="valid: auto, dynamo, legacy"):
+    with pytest.raises(ExportError, match="valid: auto, fast, dynamo, legacy"):
         export_onnx(model, (64, 4, 4), tmp_path / "m.onnx", exporter="tf")  # type: ignore[arg-type]
     with pytest.raises(ExportError, match="input shape"):
         export_onnx(model, (64, 4), tmp_path / "m.onnx")
@@ -208,3 +208,14 @@ def test_dynamo_failure_falls_back_to_legacy_and_is_recorded(tmp_path):
     assert check_parity(model, exp.path, exp.input_shape).passed
     with pytest.raises(ExportError, match="--exporter legacy"):
         export_onnx(model, (1, 8, 8), tmp_path / "m2.onnx", exporter="dynamo")
+
+
+def test_fast_exporter_prefers_legacy_and_bytes_helper_keeps_training_mode(tmp_path):
+    from hwnas.export.onnx import export_onnx_bytes
+
+    model = get_space("mobile").build_block(Block("head", 64, 10, (4, 4)))
+    assert export_onnx(model, (64, 4, 4), tmp_path / "f.onnx", exporter="fast").exporter == "legacy"
+    assert export_onnx(model, (64, 4, 4), tmp_path / "a.onnx").exporter == "dynamo"
+    model.train()
+    data = export_onnx_bytes(model, (1, 64, 4, 4))
+    assert model.training and data[:2] == (tmp_path / "f.onnx").read_bytes()[:2]

@@ -21,7 +21,6 @@ _EXPORTS = {
     "ProfilerError": "hwnas.devices.ort_runtime",
     "AgentClient": "hwnas.devices.client",
     "AgentError": "hwnas.devices.client",
-    "export_onnx_bytes": "hwnas.devices.onnx_io",
 }
 
 

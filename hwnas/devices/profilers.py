@@ -48,9 +48,15 @@ class Profiler(ABC):
     def batch_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.spec.batch_size, *tuple(input_shape))
 
-    @abstractmethod
     def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
-        """Latency of a PyTorch module (exported to ONNX first for ONNX runtimes)."""
+        """Latency of a PyTorch module: exported to ONNX, then `measure_onnx` (torch profilers override)."""
+        from dataclasses import replace
+
+        from hwnas.export.onnx import export_onnx_bytes
+
+        model = export_onnx_bytes(module, self.batch_shape(input_shape))
+        m = self.measure_onnx(model, tuple(input_shape))
+        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
 
     @abstractmethod
     def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
@@ -88,14 +94,6 @@ class OrtProfiler(Profiler):
                            graph_optimization=s.graph_optimization, warmup=s.warmup, repeats=s.repeats,
                            batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory)
 
-    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
-        from dataclasses import replace
-
-        from hwnas.devices.onnx_io import export_onnx_bytes
-
-        model = export_onnx_bytes(module, self.batch_shape(input_shape))
-        m = self.measure_onnx(model, tuple(input_shape))
-        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
 
 
 class _TorchProfiler(Profiler):
@@ -212,14 +210,6 @@ class RemoteProfiler(Profiler):
             raise ProfilerError("the remote agent generates its own inputs; pass a per-sample input shape or None")
         return self.client.measure(read_onnx(model), input_shape, self.spec)
 
-    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
-        from dataclasses import replace
-
-        from hwnas.devices.onnx_io import export_onnx_bytes
-
-        model = export_onnx_bytes(module, self.batch_shape(input_shape))
-        m = self.measure_onnx(model, tuple(input_shape))
-        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
 
 
 def profiler_name(spec: DeviceSpec) -> str:
