@@ -59,7 +59,7 @@ def test_unknown_keys_and_bad_values_are_rejected(tmp_path):
     bad.write_text("name: x\nruntime: tensorflow\n")
     with pytest.raises(ConfigError, match="runtime"):
         load_device(bad)
-    with pytest.raises(ConfigError, match="known devices: .*ort-cpu-1t"):
+    with pytest.raises(ConfigError, match="known device specs: .*ort-cpu-1t"):
         load_device("no-such-device")
 
 

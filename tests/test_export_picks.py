@@ -105,7 +105,7 @@ def test_cli_bad_inputs_give_one_clear_line(stored_run, tmp_path, capsys):
         (["--space", "mobile", "--arch", "k9_e1"], "mobile:mnist archs have 7 positions"),
         (["--space", "mobile", "--arch", SPACE.sample(0).text, "--format", "tflite"], "valid: onnx, tensorrt"),
         (["--space", "mobile", "--arch", SPACE.sample(0).text, "--weights", str(tmp_path / "x.pt")], "does not exist"),
-        (["--run", "picks", "--storage", db, "--pick", "knee", "--recipe", "nope"], "export recipe 'nope' not found"),
+        (["--run", "picks", "--storage", db, "--pick", "knee", "--recipe", "nope"], "no export recipe 'nope'"),
     ]
     for argv, message in cases:
         rc, err = _cli(capsys, *argv, "--out", out, "--no-measure")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas.cli.output import emit
+from hwnas.cli.output import add_json_flag, emit
 from hwnas.metrics import arch_cost
 from hwnas.spaces import SPACES, get_space
 from hwnas.train import DATASETS, TrainConfig, train_arch
@@ -61,26 +61,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spaces", help="list search spaces and their presets")
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_spaces)
 
     p = sub.add_parser("sample", help="print random arch strings of a space")
     p.add_argument("space", help="space spec, e.g. nb201, mobile, mobile:cifar")
     p.add_argument("--n", type=int, default=5, help="number of archs")
     p.add_argument("--seed", type=int, default=0)
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("cost", help="params, MACs, FLOPs and peak activation bytes of an arch")
     p.add_argument("space")
     p.add_argument("arch", help="arch string (see `hwnas sample`)")
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("train", help="train an arch on a small real dataset and report accuracy")
@@ -91,5 +88,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_train)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas.cli.output import emit
+from hwnas.cli.output import add_json_flag, emit
 from hwnas.errors import HwnasError
 
 
@@ -74,5 +74,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="device spec to re-measure on (default: the run's table device or ort-cpu-1t)")
     p.add_argument("--table", help="latency table for the prediction (default: the run's, or the shipped one)")
     p.add_argument("--no-measure", action="store_true", help="skip re-measuring")
-    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    add_json_flag(p, "print the whole manifest as JSON")
     p.set_defaults(func=cmd_export)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
+
+
+def add_json_flag(parser: argparse.ArgumentParser, help_text: str = "print machine-readable JSON") -> None:
+    """The `--json` flag every command has."""
+    parser.add_argument("--json", action="store_true", help=help_text)
 
 
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from hwnas.cli.output import emit
+from hwnas.cli.output import add_json_flag, emit
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_json_flag(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("validate", help="predicted vs measured end-to-end latency of sampled archs")
@@ -99,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--plot", help="scatter PNG path (default next to the table)")
     p.add_argument("--rows", action="store_true", help="include every arch's numbers")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("fit-table", help="fit a structure-aware latency table from end-to-end measurements")
@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "when present; none: off)")
     p.add_argument("--out", help="write the fitted table JSON here")
     p.add_argument("--plot", help="scatter PNG of the held-out rows")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(func=cmd_fit_table)
 
     p = sub.add_parser("agent", help="on-device measurement agent")

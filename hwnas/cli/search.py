@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwnas.cli.output import emit
+from hwnas.cli.output import add_json_flag, emit
 from hwnas.errors import ConfigError
 
 
@@ -14,9 +14,6 @@ def _storage_flag(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--storage", default=DEFAULT_URL, help=f"run journal URL (default {DEFAULT_URL})")
 
-
-def _json_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
 def _front_text(run) -> str:
@@ -172,18 +169,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override the search seed")
     p.add_argument("--plot", help="Pareto plot PNG path (default <run dir>/pareto.png)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("runs", help="list the runs of a storage")
     _storage_flag(p)
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="a run's Pareto front and trials")
     p.add_argument("run", help="run id, id prefix, name or `latest`")
     _storage_flag(p)
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("report", help="write a markdown run report with the NAS best-practices checklist")
@@ -191,7 +188,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _storage_flag(p)
     p.add_argument("--baseline", help="run to compare against (e.g. a random-search run)")
     p.add_argument("--out", help="markdown path (default <run dir>/report.md)")
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="compare strategies on a tabular benchmark CSV (normalized HV over seeds)")
@@ -204,6 +201,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--seeds", type=int, default=20, help="number of seeds (0..N-1)")
     p.add_argument("--plot", help="HV-over-queries PNG")
-    _json_flag(p)
+    add_json_flag(p)
     p.set_defaults(func=cmd_bench)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
+from hwnas.fileio import find_named_file, read_yaml
 
 RUNTIMES = ("onnxruntime", "torch", "remote")
 DEVICES = ("cpu", "cuda")
@@ -142,27 +143,10 @@ def _search_dirs() -> list[Path]:
 
 def load_device(path_or_name: str | os.PathLike[str] | DeviceSpec) -> DeviceSpec:
     """A DeviceSpec from a YAML path or a name under devices/ (e.g. `ort-cpu-1t`)."""
-    import yaml
-
     if isinstance(path_or_name, DeviceSpec):
         return path_or_name
-    path = Path(path_or_name)
-    if not path.is_file():
-        name = str(path_or_name)
-        candidates = [d / f"{name}.yaml" for d in _search_dirs()]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            known = sorted({p.stem for d in _search_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-            raise ConfigError(
-                f"no device spec {name!r}: not a file and not a name under devices/; known devices: "
-                f"{', '.join(known) or '(none)'}"
-            )
-        path = found
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"device spec {path} is not valid YAML: {exc}") from None
-    return device_from_dict(data, source=str(path))
+    path = find_named_file(path_or_name, _search_dirs(), "device spec")
+    return device_from_dict(read_yaml(path, "device spec"), source=str(path))
 
 
 def cpu_model() -> str:

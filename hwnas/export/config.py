@@ -10,6 +10,7 @@ from typing import Any
 from hwnas.errors import ConfigError
 from hwnas.export.onnx import DEFAULT_OPSET
 from hwnas.export.parity import DEFAULT_ATOL, ORT_LEVELS
+from hwnas.fileio import find_named_file, read_yaml
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
 
@@ -95,19 +96,8 @@ def export_config_from_dict(data: Mapping[str, Any], where: str = "export recipe
 
 def load_export_config(path_or_name: str | Path | None = None) -> ExportConfig:
     """A recipe from a YAML path or a name in export/ (`default`, `fast`); None gives the default."""
-    import yaml
 
     if path_or_name is None:
         path_or_name = "default"
-    path = Path(path_or_name)
-    if not path.is_file():
-        candidate = RECIPE_DIR / f"{path_or_name}.yaml"
-        if not candidate.is_file():
-            names = ", ".join(sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))) or "(none)"
-            raise ConfigError(f"export recipe {path_or_name!r} not found; give a YAML path or one of: {names}")
-        path = candidate
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    return export_config_from_dict(data, str(path))
+    path = find_named_file(path_or_name, [RECIPE_DIR], "export recipe")
+    return export_config_from_dict(read_yaml(path, "export recipe") or {}, str(path))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.export.errors import ManifestError
+from hwnas.fileio import read_json
 
 MANIFEST_SCHEMA = 1
 MANIFEST_KIND = "hwnas-export-manifest"
@@ -84,12 +85,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
-    if not path.is_file():
-        raise ManifestError(f"no export manifest at {path}; run `hwnas export ... --out DIR` first")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path} is not valid JSON: {exc}") from exc
+    data = read_json(path, ManifestError, "export manifest", "run `hwnas export ... --out DIR` first")
     return validate_manifest(data, str(path))
 
 

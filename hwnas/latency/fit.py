@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ConfigError
+from hwnas.fileio import read_json
 from hwnas.latency.table import LatencyTable, LatencyTableError
 from hwnas.latency.validation import fidelity_metrics, scatter_plot
 from hwnas.spaces import Arch, get_space
@@ -111,8 +112,8 @@ class FittedTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FittedTable:
-        data = json.loads(Path(path).read_text())
-        if data.get("schema") != FIT_SCHEMA or data.get("schema_version") != FIT_SCHEMA_VERSION:
+        data = read_json(path, LatencyTableError, "fitted table", "fit it with `hwnas fit-table`")
+        if not isinstance(data, dict) or data.get("schema") != FIT_SCHEMA or data.get("schema_version") != FIT_SCHEMA_VERSION:
             raise LatencyTableError(
                 f"{path} is not a fitted table of schema {FIT_SCHEMA} v{FIT_SCHEMA_VERSION}; refit it with "
                 "`hwnas fit-table`"

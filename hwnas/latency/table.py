@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import HwnasError
+from hwnas.fileio import read_json
 from hwnas.spaces import Arch, Block, get_space
 
 SCHEMA = "hwnas.latency_table"
@@ -135,13 +136,7 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
-        path = Path(path)
-        if not path.is_file():
-            raise LatencyTableError(f"latency table {path} does not exist; build it with `hwnas profile`")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise LatencyTableError(f"latency table {path} is not valid JSON ({exc})") from None
+        data = read_json(path, LatencyTableError, "latency table", "build it with `hwnas profile`")
         return cls.from_dict(data, source=str(path))
 
     def save(self, path: str | os.PathLike[str]) -> Path:

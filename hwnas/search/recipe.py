@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
+from hwnas.fileio import read_yaml
 from hwnas.search.constraints import Constraint, parse_constraint
 from hwnas.search.objectives import get_objectives
 
@@ -125,16 +126,10 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
 
 def load_recipe(path: str | Path) -> SearchRecipe:
     """Read and validate a YAML recipe file."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist; see the examples in search/*.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
-    return parse_recipe(data, str(path), path.parent)
+    return parse_recipe(read_yaml(path, "recipe"), str(path), path.parent)
 
 
 def build(recipe: SearchRecipe):
