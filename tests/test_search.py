@@ -259,3 +259,20 @@ def test_nsga2_is_steady_state_with_outstanding_results(bench):
         s.tell(arch, (-v["accuracy"], v["pi5_onnx_latency_ms"]))
         told += 1
     assert s.algorithm.n_gen > 10
+
+
+def test_cli_table_override_replaces_the_recipes_table(tmp_path, capsys):
+    import shutil
+
+    table = tmp_path / "mine.json"
+    shutil.copy(REPO / "latency_tables" / "ort-cpu-1t" / "mobile-mnist.json", table)
+    recipe = REPO / "search" / "mobile-cost.yaml"
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    argv = ["search", str(recipe), "--storage", db, "--budget", "3", "--name", "t", "--json"]
+    assert main([*argv, "--table", str(table)]) == 0
+    capsys.readouterr()
+    assert main(["show", "t", "--storage", db, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["recipe"]["latency_table"] == shown["info"]["latency_table"]["path"] == str(table.resolve())
+    assert main([*argv[:-3], "--name", "u", "--table", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json does not exist" in capsys.readouterr().err
