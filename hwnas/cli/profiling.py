@@ -38,6 +38,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fidelity_text(result: dict) -> str:
+    """The four prediction-quality numbers of a validation or fit, on one line."""
+    return (f"kendall_tau={result['kendall_tau']:.3f} spearman={result['spearman']:.3f} "
+            f"mape={result['mape']:.2f}% within_10pct={result['within_10pct']:.3f}")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from hwnas.latency import LatencyTable
     from hwnas.latency.validation import validate_table
@@ -48,9 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                             plot=plot, rounds=args.rounds)
     if not args.rows:
         result.pop("rows")
-    text = (f"{result['space']} on {result['device']}: n={result['n']} kendall_tau={result['kendall_tau']:.3f} "
-            f"spearman={result['spearman']:.3f} mape={result['mape']:.2f}% "
-            f"within_10pct={result['within_10pct']:.3f}  plot: {result['plot']}")
+    text = f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}"
     emit(result, args.json, text)
     return 0
 
@@ -64,8 +68,7 @@ def cmd_fit_table(args: argparse.Namespace) -> int:
         dead_edges=args.dead_edges, rep_column=args.rep_column,
     )
     text = (f"{args.target_column}: K={result['train']} on {result['n']} held-out rows: "
-            f"kendall_tau={result['kendall_tau']:.3f} spearman={result['spearman']:.3f} "
-            f"mape={result['mape']:.2f}% within_10pct={result['within_10pct']:.3f} dead_edges={result['dead_edges']}")
+            f"{_fidelity_text(result)} dead_edges={result['dead_edges']}")
     emit(result, args.json, text)
     return 0
 
