@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -9,6 +11,31 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError, HwnasError
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_csv_rows(
+    path: str | os.PathLike[str], required: Iterable[str], what: str
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows (as dicts) and column names of a CSV file, after checking it exists and has `required` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = list(reader.fieldnames or [])
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise ConfigError(f"{what} {path} has no column {missing[0]!r}; columns: {', '.join(columns)}")
+        return list(reader), columns
 
 
 def read_json(path: str | os.PathLike[str], error: type[HwnasError], what: str, fix: str) -> Any:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from hwnas.errors import ConfigError, HwnasError
+from hwnas.fileio import read_csv_rows, sha256_file
 from hwnas.search.objectives import Objective
 from hwnas.search.pareto import non_dominated_mask
 from hwnas.search.problem import Problem
@@ -28,8 +27,7 @@ class TabularBenchmark(Problem):
         arch_column: str = "arch_str", space: str = "nb201:cifar100",
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ConfigError(f"benchmark table {self.path} does not exist")
+        rows, _ = read_csv_rows(self.path, (arch_column, accuracy_column, latency_column), "benchmark table")
         self.space = get_space(space)
         self.accuracy_column, self.latency_column = accuracy_column, latency_column
         self.objectives = (
@@ -37,16 +35,9 @@ class TabularBenchmark(Problem):
             Objective(latency_column, "min", "cheap", "ms", "latency from the table"),
         )
         self.constraints = ()
-        raw = self.path.read_bytes()
-        self.sha256 = hashlib.sha256(raw).hexdigest()
-        rows = list(csv.DictReader(raw.decode().splitlines()))
+        self.sha256 = sha256_file(self.path)
         if not rows:
             raise ConfigError(f"benchmark table {self.path} has no rows")
-        for col in (arch_column, accuracy_column, latency_column):
-            if col not in rows[0]:
-                raise ConfigError(
-                    f"benchmark table {self.path} has no column {col!r}; columns: {', '.join(rows[0])}"
-                )
         self.values: dict[str, tuple[float, float]] = {}
         for i, row in enumerate(rows):
             try:

@@ -91,7 +91,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 def verify_files(manifest_path: str | Path) -> list[str]:
     """Files of a manifest whose hash no longer matches (empty when all are intact)."""
-    from hwnas.export.onnx import sha256_file
+    from hwnas.fileio import sha256_file
 
     path = Path(manifest_path)
     root = path if path.is_dir() else path.parent

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import logging
 import os
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from hwnas.export.errors import ExportError
+from hwnas.fileio import sha256_file
 
 DEFAULT_OPSET = 18
 INPUT_NAME = "input"
@@ -72,15 +72,6 @@ class OnnxExport:
             "simplified": self.simplified, "simplify_note": self.simplify_note,
             "num_nodes": self.num_nodes, "op_types": list(self.op_types), "sha256": self.sha256,
         }
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.export.onnx import sha256_file
+from hwnas.fileio import sha256_file
 from hwnas.spaces import Arch, get_space
 
 

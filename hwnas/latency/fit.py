@@ -14,7 +14,6 @@ the network that was actually timed.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.fileio import read_json
+from hwnas.fileio import read_csv_rows, read_json
 from hwnas.latency.table import LatencyTable, LatencyTableError
 from hwnas.latency.validation import fidelity_metrics, scatter_plot
 from hwnas.spaces import Arch, get_space
@@ -157,16 +156,7 @@ def read_measurements(path: str | os.PathLike[str], arch_column: str, target_col
 
     `rep_column="auto"` uses `rep_arch_idx` (indexing `arch_idx`) when both columns exist; None/"none": off.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"measurements file {path} does not exist")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        for col in (arch_column, target_column):
-            if col not in columns:
-                raise ConfigError(f"{path} has no column {col!r}; columns: {', '.join(columns)}")
-        rows = list(reader)
+    rows, columns = read_csv_rows(path, (arch_column, target_column), "measurements file")
     if rep_column == "auto":
         rep_column = "rep_arch_idx" if {"rep_arch_idx", index_column} <= set(columns) else None
     elif rep_column in (None, "none", ""):
