@@ -35,3 +35,7 @@ class MissingBackendError(HwnasError):
         super().__init__(f"{msg} ({detail})" if detail else msg)
         self.backend = backend
         self.extra = extra
+
+
+class ExportError(HwnasError):
+    """Exporting a network to ONNX or an engine failed; the message says why and what to try."""

@@ -13,7 +13,7 @@ import torch
 
 from hwnas.devices import AgentClient, AgentError, DeviceSpec, get_profiler
 from hwnas.devices.agent import make_server
-from hwnas.export.onnx import export_onnx_bytes
+from hwnas.onnx_export import export_onnx_bytes
 
 TOKEN = "s3cret-token"
 

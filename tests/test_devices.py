@@ -22,7 +22,7 @@ from hwnas.devices import (
     measurement_lock,
 )
 from hwnas.errors import ConfigError, HwnasError
-from hwnas.export.onnx import export_onnx_bytes
+from hwnas.onnx_export import export_onnx_bytes
 from hwnas.spaces import Block, get_space
 
 REPO = Path(__file__).resolve().parents[1]

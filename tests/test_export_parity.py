@@ -211,7 +211,7 @@ def test_dynamo_failure_falls_back_to_legacy_and_is_recorded(tmp_path):
 
 
 def test_fast_exporter_prefers_legacy_and_bytes_helper_keeps_training_mode(tmp_path):
-    from hwnas.export.onnx import export_onnx_bytes
+    from hwnas.onnx_export import export_onnx_bytes
 
     model = get_space("mobile").build_block(Block("head", 64, 10, (4, 4)))
     assert export_onnx(model, (64, 4, 4), tmp_path / "f.onnx", exporter="fast").exporter == "legacy"

@@ -10,7 +10,7 @@ import torch
 from hwnas.cli import main
 from hwnas.export import PickError, parse_pick, select_trial
 from hwnas.export.source import source_from_run
-from hwnas.search.objectives import get_objectives
+from hwnas.objectives import get_objectives
 from hwnas.spaces import get_space
 from hwnas.storage import Event, Trial, open_storage
 from hwnas.train.checkpoint import save_checkpoint

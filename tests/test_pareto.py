@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwnas.search.pareto import (
+from hwnas.pareto import (
     crowding_distance,
     dominates,
     hypervolume,

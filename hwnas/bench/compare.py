@@ -2,7 +2,7 @@
 
 Normalized HV = HV(found front) / HV(true front of the table), both computed by pymoo after mapping
 each objective to [0, 1] with the ideal and nadir of the table's true front, reference point
-(1.1, 1.1) (see `hwnas.search.pareto`). A query is one unique arch evaluated; duplicates proposed
+(1.1, 1.1) (see `hwnas.pareto`). A query is one unique arch evaluated; duplicates proposed
 by a strategy are answered from the cache and don't count against the budget.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.bench.tabular import TabularBenchmark
-from hwnas.search.pareto import hypervolume
+from hwnas.pareto import hypervolume
 from hwnas.search.runner import run_search
 from hwnas.search.strategies import make_strategy
 from hwnas.storage import MemoryStorage

@@ -8,8 +8,8 @@ import numpy as np
 
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.fileio import read_csv_rows, sha256_file
-from hwnas.search.objectives import Objective
-from hwnas.search.pareto import non_dominated_mask
+from hwnas.objectives import Objective
+from hwnas.pareto import non_dominated_mask
 from hwnas.search.problem import Problem
 from hwnas.spaces import Arch, get_space
 

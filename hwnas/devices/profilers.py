@@ -52,7 +52,7 @@ class Profiler(ABC):
         """Latency of a PyTorch module: exported to ONNX, then `measure_onnx` (torch profilers override)."""
         from dataclasses import replace
 
-        from hwnas.export.onnx import export_onnx_bytes
+        from hwnas.onnx_export import export_onnx_bytes
 
         model = export_onnx_bytes(module, self.batch_shape(input_shape))
         m = self.measure_onnx(model, tuple(input_shape))

@@ -14,7 +14,7 @@ from hwnas.export.manifest import (
     verify_files,
     write_manifest,
 )
-from hwnas.export.onnx import DEFAULT_OPSET, OnnxExport, export_onnx, prepare_for_export
+from hwnas.onnx_export import DEFAULT_OPSET, OnnxExport, export_onnx, prepare_for_export
 from hwnas.export.parity import DEFAULT_ATOL, ParityResult, check_parity
 from hwnas.export.picks import PICK_FORMS, Pick, parse_pick, select_trial
 from hwnas.export.pipeline import EXPORTERS, ExportContext, run_export

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.export.onnx import DEFAULT_OPSET
+from hwnas.onnx_export import DEFAULT_OPSET
 from hwnas.export.parity import DEFAULT_ATOL, ORT_LEVELS
 from hwnas.fileio import find_named_file, read_yaml
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from hwnas.errors import HwnasError
+from hwnas.errors import ExportError, HwnasError
 
-
-class ExportError(HwnasError):
-    """Exporting a network to ONNX or an engine failed; the message says why and what to try."""
+__all__ = ["ExportError", "ManifestError", "ParityError", "PickError"]
 
 
 class ParityError(ExportError):

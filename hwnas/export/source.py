@@ -155,11 +155,9 @@ def source_from_run(storage_url: str, run_name: str, pick: str | None = None, we
 
 def _journal_path(url: str) -> Path | None:
     """The SQLite file of a storage URL (None for in-memory storage); opening a missing one would create it."""
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
-    if url.endswith((".db", ".sqlite", ".sqlite3")) and "://" not in url:
-        return Path(url)
-    return None
+    from hwnas.storage import sqlite_path
+
+    return sqlite_path(url)
 
 
 def _trial_of_arch(run, text: str):

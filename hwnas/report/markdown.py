@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.search.pareto import hypervolume, non_dominated_mask
+from hwnas.pareto import hypervolume, non_dominated_mask
 
 
 def _fmt(v: Any) -> str:

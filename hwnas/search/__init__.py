@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwnas.search.objectives import OBJECTIVES, Objective, get_objectives
-from hwnas.search.pareto import hypervolume, knee_point, non_dominated, non_dominated_sort
+from hwnas.objectives import OBJECTIVES, Objective, get_objectives
+from hwnas.pareto import hypervolume, knee_point, non_dominated, non_dominated_sort
 
 _LAZY = {
     "Constraint": "hwnas.search.constraints",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.search.pareto import crowding_distance, non_dominated_mask
+from hwnas.pareto import crowding_distance, non_dominated_mask
 from hwnas.search.strategies.base import Strategy
 from hwnas.spaces import Arch, SearchSpace
 

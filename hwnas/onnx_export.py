@@ -1,4 +1,4 @@
-"""PyTorch -> ONNX: dynamo exporter (legacy fallback), checker, shape inference and onnxsim.
+"""PyTorch -> ONNX conversion (the bottom-layer module profilers and export share): dynamo exporter (legacy fallback), checker, shape inference and onnxsim.
 
 This is the one shared helper that turns a module into a checked ONNX file; profilers and the
 export pipeline both call `export_onnx`.
@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hwnas.export.errors import ExportError
+from hwnas.errors import ExportError
 from hwnas.fileio import sha256_file
 
 DEFAULT_OPSET = 18

@@ -1,7 +1,7 @@
 """Pareto tools on minimized objective matrices: non-dominated sorting, crowding, hypervolume, knee.
 
 Every function takes an (n, m) array-like of objective values where *smaller is better* in every
-column (maximized objectives are negated before they get here, see `hwnas.search.objectives`).
+column (maximized objectives are negated before they get here, see `hwnas.objectives`).
 
 Hypervolume normalization (used by `hypervolume`, `normalized_hypervolume` and `hwnas bench`):
 each objective is mapped to [0, 1] with a given `ideal` (-> 0) and `nadir` (-> 1), normally the
