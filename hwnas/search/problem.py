@@ -11,16 +11,28 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.search.constraints import Constraint
-from hwnas.search.objectives import Objective, get_objectives
+from hwnas.objectives import Objective, get_objectives
 from hwnas.spaces import Arch, SearchSpace, get_space
 
 COST_METRICS = ("params", "macs", "flops", "activation_bytes")
 
 
+@dataclass(frozen=True)
+class Parent:
+    """A trained parent handed to a child's job: its checkpoint bytes, the morphism operators that
+    turn it into the child, and whether they are exact (function-preserving)."""
+
+    checkpoint: bytes
+    operators: tuple[str, ...]
+    exact: bool
+
+
 class Problem(ABC):
     """Objectives + constraints over a space. `cheap(arch)` returns natural values of every cheap
-    objective (and every constrained metric); `expensive_job(arch, weights_path)` returns a picklable
-    job (`job()` -> {"values": {...}, "extras": {...}, "weights_path": str | None}) or None."""
+    objective (and every constrained metric); `expensive_job(arch, parent, budget)` returns a picklable
+    job (`job()` -> {"values": {...}, "extras": {...}, "weights": safetensors bytes | None}) or None.
+    `preview(arch)` is what strategies may see before proposing: exact values computed without
+    training (never predictions, never measurements)."""
 
     space: SearchSpace
     objectives: tuple[Objective, ...]
@@ -33,8 +45,13 @@ class Problem(ABC):
     @abstractmethod
     def cheap(self, arch: Arch) -> dict[str, float]: ...
 
-    def expensive_job(self, arch: Arch, weights_path: Path | None) -> Any | None:
+    def expensive_job(
+        self, arch: Arch, parent: Parent | None = None, budget: Mapping[str, Any] | None = None
+    ) -> Any | None:
         return None
+
+    def preview(self, arch: Arch) -> dict[str, float]:
+        return {}
 
     def info(self) -> dict[str, Any]:
         """Provenance recorded with the run (latency table hash and device, ...)."""
@@ -43,38 +60,78 @@ class Problem(ABC):
 
 @dataclass(frozen=True)
 class TrainJob:
-    """Evaluate one arch in a worker: train it (when `accuracy` is wanted; weights saved to
-    `weights_path`) and/or measure its latency on `device` (a device spec name or path)."""
+    """Evaluate one arch in a worker: train it (when `accuracy` is wanted; its checkpoint comes back
+    as bytes when `keep_weights`) and/or measure its latency on `device` (a device spec name or path).
+
+    With a `parent`, the network starts from the parent's weights morphed by its operators
+    (`SearchSpace.morphisms()`); approximate children learn from the parent's outputs too
+    (knowledge distillation, `distill` = {"weight": w, "temperature": T}, w = 0 turns it off).
+    """
 
     space: str
     arch: str
-    dataset: str
+    dataset: Any  # a registered dataset name, or loaded `Splits`
     train: Mapping[str, Any]
-    weights_path: str | None = None
+    keep_weights: bool = False
     meta: Mapping[str, Any] = field(default_factory=dict)
     want: tuple[str, ...] = ("accuracy",)
     device: str | None = None
+    parent: Parent | None = None
+    distill: Mapping[str, float] = field(default_factory=dict)
+
+    def _start_model(self, arch: Arch):
+        """(model to train, teacher or None): the parent's morphed weights, or None for a fresh net."""
+        if self.parent is None:
+            return None, None
+        from hwnas.errors import ArchError
+        from hwnas.train.checkpoint import load_checkpoint_bytes
+
+        space = get_space(self.space)
+        morphisms = space.morphisms()
+        if morphisms is None:
+            raise ArchError(f"space {space.spec} has no network morphisms; a child cannot inherit weights")
+        parent_arch, parent_model, _ = load_checkpoint_bytes(self.parent.checkpoint, "parent checkpoint")
+        child_arch, state = morphisms.apply(parent_arch, parent_model.state_dict(), self.parent.operators)
+        if child_arch.id != arch.id:
+            raise ArchError(
+                f"operators {list(self.parent.operators)} turn {parent_arch} into {child_arch}, not {arch}"
+            )
+        model = space.build(arch)
+        model.load_state_dict(state, strict=True)
+        teacher = None
+        if not self.parent.exact and float(self.distill.get("weight", 0.0)) > 0:
+            teacher = parent_model.eval()
+        return model, teacher
 
     def __call__(self) -> dict[str, Any]:
         arch = get_space(self.space).parse(self.arch)
         start = time.perf_counter()
         values: dict[str, float] = {}
         extras: dict[str, Any] = {}
-        path = None
+        weights = None
         model = None
         if "accuracy" in self.want:
             from hwnas.train import TrainConfig, train_arch
-            from hwnas.train.checkpoint import save_checkpoint
+            from hwnas.train.checkpoint import checkpoint_bytes
 
-            model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)))
+            model, teacher = self._start_model(arch)
+            hooks = []
+            if teacher is not None:
+                from hwnas.train.distill import DistillHook
+
+                hooks.append(DistillHook(teacher, **{k: float(v) for k, v in self.distill.items()}))
+            model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)), model=model,
+                                       hooks=hooks)
             values["accuracy"] = result.val_accuracy
             extras.update({
                 "test_accuracy": result.test_accuracy, "train_loss": result.train_loss,
                 "train_wall_s": round(result.wall_s, 3), "epochs": result.epochs,
             })
-            if self.weights_path:
-                meta = {**self.meta, "val_accuracy": result.val_accuracy, **extras, "dataset": self.dataset}
-                path = str(save_checkpoint(self.weights_path, arch, model, meta))
+            if self.keep_weights:
+                name = self.dataset if isinstance(self.dataset, str) else getattr(self.dataset, "name", "custom")
+                meta = {**self.meta, "val_accuracy": result.val_accuracy, **extras, "dataset": name}
+                model.cpu()
+                weights = checkpoint_bytes(arch, model, meta)
         if "measured_latency_ms" in self.want:
             from hwnas.devices import get_profiler
 
@@ -86,7 +143,7 @@ class TrainJob:
             values["measured_latency_ms"] = m.median_ms
             extras.update({"measured_p10_ms": m.p10_ms, "measured_p90_ms": m.p90_ms, "measured_cv": m.cv})
         extras["eval_wall_s"] = round(time.perf_counter() - start, 3)
-        return {"values": values, "extras": extras, "weights_path": path}
+        return {"values": values, "extras": extras, "weights": weights}
 
 
 class ArchProblem(Problem):
@@ -95,7 +152,8 @@ class ArchProblem(Problem):
     def __init__(
         self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
         constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None,
-        dataset: str = "mnist5k", train: Mapping[str, Any] | None = None, device: str | None = None,
+        dataset: Any = "mnist5k", train: Mapping[str, Any] | None = None, device: str | None = None,
+        distill: Mapping[str, float] | None = None,
     ) -> None:
         self.space = get_space(space) if isinstance(space, str) else space
         self.objectives = (
@@ -104,6 +162,7 @@ class ArchProblem(Problem):
         self.constraints = tuple(constraints)
         self.dataset = dataset
         self.train = dict(train or {})
+        self.distill = dict(distill or {})
         self.table = None
         self.table_path = None
         self.device = device
@@ -154,13 +213,18 @@ class ArchProblem(Problem):
             out["latency_ms"] = float(self.table.predict_ms(arch))
         return out
 
-    def expensive_job(self, arch: Arch, weights_path: Path | None) -> TrainJob | None:
+    def preview(self, arch: Arch) -> dict[str, float]:
+        return self.cheap(arch)
+
+    def expensive_job(
+        self, arch: Arch, parent: Parent | None = None, budget: Mapping[str, Any] | None = None
+    ) -> TrainJob | None:
         if not self.has_expensive:
             return None
         return TrainJob(
-            space=arch.space, arch=str(arch), dataset=self.dataset, train=self.train,
-            weights_path=str(weights_path) if weights_path and "accuracy" in self.expensive else None,
-            meta={"arch_id": arch.id}, want=self.expensive, device=self.device,
+            space=arch.space, arch=str(arch), dataset=self.dataset, train={**self.train, **dict(budget or {})},
+            keep_weights="accuracy" in self.expensive, meta={"arch_id": arch.id}, want=self.expensive,
+            device=self.device, parent=parent, distill=self.distill,
         )
 
     def info(self) -> dict[str, Any]:

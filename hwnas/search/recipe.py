@@ -12,7 +12,7 @@ from typing import Any
 from hwnas.errors import ConfigError
 from hwnas.fileio import read_yaml
 from hwnas.search.constraints import Constraint, parse_constraint
-from hwnas.search.objectives import get_objectives
+from hwnas.objectives import get_objectives
 
 _KEYS = {
     "name", "space", "objectives", "constraints", "latency_table", "strategy", "seed", "budget", "dataset",

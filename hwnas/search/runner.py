@@ -1,5 +1,9 @@
 """`run_search`: ask -> dedupe -> cheap objectives -> constraints -> expensive (executor) -> record -> tell.
 
+A strategy may propose a child of an earlier trial (`Proposal` with a parent and morphism operators):
+its job gets the parent's checkpoint bytes, read here in the driver; a parent without weights makes
+the child FAILED and the run goes on. Jobs return checkpoint bytes, which the driver writes under
+the run's folder, so workers never need the driver's disk.
 Every strategy call is journaled as an event (ask / tell, with the told values) in the same
 transaction as the trial change it belongs to, so `resume=True` replays the calls into a fresh
 strategy of the same seed and continues exactly where a killed run stopped: COMPLETE trials are
@@ -15,11 +19,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hwnas.execution import Executor, InlineExecutor, Outcome
+from hwnas.objectives import minimized
 from hwnas.search.constraints import violations
-from hwnas.search.problem import Problem
-from hwnas.search.strategies.base import Strategy
+from hwnas.search.problem import Parent, Problem
+from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
 from hwnas.spaces import Arch
-from hwnas.storage import EVALUATED, Event, Run, StorageError, Trial
+from hwnas.storage import EVALUATED, Event, Lineage, Run, StorageError, Trial
 
 
 @dataclass(frozen=True)
@@ -50,17 +55,20 @@ class _Loop:
         self.infeasible = 0
         self.dup_streak = 0
         self.artifacts = run.artifact_dir
+        self.memory_weights: dict[str, bytes] = {}  # checkpoints of runs without an artifact folder
 
     # -- journal -----------------------------------------------------------------------------
-    def _event(self, kind: str, arch: Arch, values: tuple[float, ...] | None = None) -> Event:
-        ev = Event(self.seq, kind, arch.id, str(arch), values)  # type: ignore[arg-type]
+    def _event(
+        self, kind: str, arch: Arch, values: tuple[float, ...] | None = None, parent: str | None = None
+    ) -> Event:
+        ev = Event(self.seq, kind, arch.id, str(arch), values, parent)  # type: ignore[arg-type]
         self.seq += 1
         return ev
 
     def _values_for(self, trial: Trial) -> tuple[float, ...] | None:
         if trial.status != "COMPLETE":
             return None
-        return tuple(o.to_min(trial.values[o.name]) for o in self.problem.objectives)
+        return minimized(self.problem.objectives, trial.values)
 
     def _finish(self, trial: Trial, arch: Arch) -> None:
         """Record a final state and tell the strategy, atomically journaled."""
@@ -81,13 +89,15 @@ class _Loop:
         """Feed the journal's events into the fresh strategy; returns trials to (re)start."""
         for ev in self.run.events():
             if ev.kind == "ask":
-                arch = self.strategy.ask()
-                if arch is None or arch.id != ev.arch_id:
+                asked = self.strategy.ask()
+                prop = None if asked is None else as_proposal(asked)
+                if prop is None or prop.arch.id != ev.arch_id or prop.parent != ev.parent:
                     raise StorageError(
                         f"cannot resume run {self.run.name}: the strategy now proposes "
-                        f"{arch if arch else 'nothing'} where the journal has {ev.arch_str} (event {ev.seq}); "
+                        f"{prop.arch if prop else 'nothing'} where the journal has {ev.arch_str} (event {ev.seq}); "
                         "resume with the same recipe, seed and hwnas version"
                     )
+                arch = prop.arch
                 self.archs[arch.id] = arch
             else:
                 self.strategy.tell(self.archs[ev.arch_id], ev.values)
@@ -105,6 +115,22 @@ class _Loop:
         return redo
 
     # -- evaluation ----------------------------------------------------------------------------
+    def _parent(self, trial: Trial) -> Parent | None:
+        """The trained parent of a child trial (raises when its checkpoint is not there)."""
+        if trial.lineage is None:
+            return None
+        parent = self.trials.get(trial.lineage.parent)
+        data = self.memory_weights.get(trial.lineage.parent)
+        if data is None and parent is not None and parent.weights_path:
+            from pathlib import Path
+
+            path = Path(parent.weights_path)
+            data = path.read_bytes() if path.is_file() else None
+        if data is None:
+            what = f"trial {parent.number}" if parent is not None else f"arch {trial.lineage.parent}"
+            raise StorageError(f"parent checkpoint missing: {what} has no saved weights to inherit")
+        return Parent(data, trial.lineage.operators, trial.lineage.exact)
+
     def _start(self, trial: Trial, arch: Arch) -> None:
         """Cheap objectives, constraints, then expensive submission (or completion)."""
         try:
@@ -121,10 +147,11 @@ class _Loop:
                 replace(trial, status="INFEASIBLE", values=cheap, error="violates " + "; ".join(bad)), arch
             )
             return
-        weights = None
-        if self.artifacts is not None:
-            weights = self.artifacts / "weights" / f"{arch.id}.safetensors"
-        job = self.problem.expensive_job(arch, weights)
+        try:
+            job = self.problem.expensive_job(arch, self._parent(trial), trial.budget)
+        except Exception as exc:  # e.g. a missing parent checkpoint: this child fails, the run goes on
+            self._finish(replace(trial, status="FAILED", values=cheap, error=f"{type(exc).__name__}: {exc}"), arch)
+            return
         if job is None:
             self._finish(replace(trial, status="COMPLETE", values=cheap), arch)
             return
@@ -146,21 +173,32 @@ class _Loop:
         if missing:
             self._finish(replace(trial, status="FAILED", error=f"evaluation returned no {missing}"), arch)
             return
+        weights_path = None
+        if res.get("weights") is not None:
+            if self.artifacts is None:
+                self.memory_weights[arch.id] = res["weights"]
+            else:
+                from hwnas.train.checkpoint import write_bytes_atomic
+
+                path = self.artifacts / "weights" / f"{arch.id}.safetensors"
+                weights_path = str(write_bytes_atomic(path, res["weights"]))
         self._finish(
             replace(trial, status="COMPLETE", values=values, extras={**trial.extras, **res.get("extras", {})},
-                    weights_path=res.get("weights_path")),
+                    weights_path=weights_path),
             arch,
         )
 
     def _ask_one(self) -> bool:
         """One ask; False when the strategy must wait."""
-        arch = self.strategy.ask()
-        if arch is None:
+        asked = self.strategy.ask()
+        if asked is None:
             return False
+        prop: Proposal = as_proposal(asked)
+        arch = prop.arch
         self.archs.setdefault(arch.id, arch)
         known = self.trials.get(arch.id)
         if known is not None:
-            self.storage.record_ask(self.run.id, self._event("ask", arch), None)
+            self.storage.record_ask(self.run.id, self._event("ask", arch, parent=prop.parent), None)
             self.dup_streak += 1
             if known.status in ("COMPLETE", "FAILED", "INFEASIBLE"):
                 values = self._values_for(known)
@@ -168,11 +206,18 @@ class _Loop:
                 self.strategy.tell(arch, values)
             return True
         self.dup_streak = 0
+        lineage = None
+        if prop.parent is not None:
+            exact = prop.exact
+            if exact is None:
+                morphisms = self.problem.space.morphisms()
+                exact = bool(morphisms and morphisms.is_exact(prop.operators))
+            lineage = Lineage(prop.parent, tuple(prop.operators), exact)
         trial = Trial(
             run_id=self.run.id, number=len(self.trials), arch_id=arch.id, space=arch.space,
-            arch_str=str(arch), status="PENDING", created=time.time(),
+            arch_str=str(arch), status="PENDING", created=time.time(), lineage=lineage, budget=dict(prop.budget),
         )
-        self.storage.record_ask(self.run.id, self._event("ask", arch), trial)
+        self.storage.record_ask(self.run.id, self._event("ask", arch, parent=prop.parent), trial)
         self.trials[arch.id] = trial
         self._start(trial, arch)
         return True
@@ -227,6 +272,7 @@ def run_search(
     if run.events() and not resume:
         raise StorageError(f"run {run.name} already has trials; pass resume=True (`--resume`) to continue it")
     executor = executor or InlineExecutor()
+    strategy.attach(problem.objectives, problem.preview)
     loop = _Loop(
         problem, strategy, run, executor, budget, max_duplicates,
         max_infeasible if max_infeasible is not None else max(1000, 50 * budget), on_trial,

@@ -6,7 +6,7 @@ from functools import cache
 
 from hwnas.errors import ArchError
 from hwnas.registry import Registry
-from hwnas.spaces.base import Arch, Block, SearchSpace
+from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
 from hwnas.spaces.mobile import MobileSpace
 from hwnas.spaces.nb201 import NB201Space
 
@@ -33,5 +33,5 @@ def space_of(arch: Arch) -> SearchSpace:
 
 
 __all__ = [
-    "Arch", "ArchError", "Block", "SearchSpace", "SPACES", "get_space", "parse_arch", "space_of",
+    "Arch", "ArchError", "Block", "Morphisms", "SearchSpace", "SPACES", "get_space", "parse_arch", "space_of",
 ]

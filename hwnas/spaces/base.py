@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from torch import nn
 
@@ -65,6 +66,32 @@ class Block:
             f"{self.kind}:k{self.kernel}:e{self.expansion}:g{self.groups}:s{self.stride}"
             f":c{self.in_channels}-{self.out_channels}:{h}x{w}"
         )
+
+
+class Morphisms(Protocol):
+    """A space's network morphisms (opt-in ability, see `SearchSpace.morphisms()`).
+
+    An operator is a string naming the change and where it applies (e.g. `expand@l3`). Exact
+    operators preserve the parent's function in eval mode; approximate ones shrink the network.
+    """
+
+    def operators(self, arch: Arch) -> list[str]:
+        """Every operator applicable to `arch`."""
+        ...
+
+    def is_exact(self, operators: Sequence[str]) -> bool:
+        """True when every operator preserves the function."""
+        ...
+
+    def apply_arch(self, arch: Arch, operators: Sequence[str]) -> Arch:
+        """The child arch after applying `operators` in order (no weights involved)."""
+        ...
+
+    def apply(
+        self, arch: Arch, state: Mapping[str, object], operators: Sequence[str]
+    ) -> tuple[Arch, dict[str, object]]:
+        """(child arch, child state dict) from a parent's arch and trained state dict."""
+        ...
 
 
 class SearchSpace(ABC):
@@ -184,3 +211,8 @@ class SearchSpace(ABC):
     @abstractmethod
     def build_block(self, block: Block) -> nn.Module:
         """A standalone module of one block, identical to the one inside built networks."""
+
+    # -- opt-in abilities ------------------------------------------------------------------
+    def morphisms(self) -> Morphisms | None:
+        """Network morphism operators on (arch, state dict), or None when the space has none."""
+        return None

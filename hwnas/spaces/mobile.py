@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -184,8 +185,19 @@ class MobileSpace(SearchSpace):
         out.append(Block("head", c_last, self.num_classes, hw))
         return out
 
+    @staticmethod
+    def layer_name(index: int) -> str:
+        """Stable module name of searchable layer `index` (`l0`, `l1`, ...), whether it is a block or skip."""
+        return f"l{index}"
+
     def build(self, arch: Arch) -> nn.Module:
-        return nn.Sequential(*(self.build_block(b) for b in self.blocks(arch)))
+        """`stem`, `l0`..`l{n-1}` (a skip layer is an `nn.Identity`, so names never shift) and `head`."""
+        blocks = iter(self.blocks(arch))
+        modules: list[tuple[str, nn.Module]] = [("stem", self.build_block(next(blocks)))]
+        for i, gene in enumerate(arch.genes):
+            modules.append((self.layer_name(i), nn.Identity() if gene == SKIP else self.build_block(next(blocks))))
+        modules.append(("head", self.build_block(next(blocks))))
+        return nn.Sequential(OrderedDict(modules))
 
     def build_block(self, block: Block) -> nn.Module:
         if block.kind == "stem":

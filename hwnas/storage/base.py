@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hwnas.errors import HwnasError
-from hwnas.search.objectives import Objective
+from hwnas.objectives import Objective, minimized
 
 TrialStatus = Literal["PENDING", "RUNNING", "COMPLETE", "FAILED", "INFEASIBLE"]
 STATUSES: tuple[str, ...] = ("PENDING", "RUNNING", "COMPLETE", "FAILED", "INFEASIBLE")
@@ -23,12 +23,33 @@ class StorageError(HwnasError):
 
 
 @dataclass(frozen=True)
+class Lineage:
+    """Where a child trial came from: its parent trial's arch id, the morphism operators applied
+    to the parent (in order) and whether all of them preserve the parent's function (`exact`)."""
+
+    parent: str
+    operators: tuple[str, ...] = ()
+    exact: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch_id": self.parent, "operators": list(self.operators), "exact": self.exact}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Lineage | None:
+        if not data:
+            return None
+        return cls(str(data["arch_id"]), tuple(data.get("operators") or ()), bool(data.get("exact", True)))
+
+
+@dataclass(frozen=True)
 class Trial:
     """One unique arch of a run.
 
     `values` holds every objective computed so far in natural units (e.g. accuracy 0.97,
     latency_ms 3.1): cheap ones for INFEASIBLE trials, all of them for COMPLETE ones. `extras` holds
     reporting-only numbers (test_accuracy, train_wall_s, ...). `weights_path` is absolute or None.
+    `lineage` is set for a child made from a parent trial; `budget` holds this trial's training
+    overrides (e.g. `{"epochs": 1}`), empty when the recipe's training settings apply.
     """
 
     run_id: str
@@ -44,6 +65,8 @@ class Trial:
     attempts: int = 0
     created: float = 0.0
     finished: float | None = None
+    lineage: Lineage | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
 
     @property
     def arch(self):  # -> hwnas.spaces.Arch
@@ -58,6 +81,7 @@ class Trial:
             "status": self.status, "values": self.values, "extras": self.extras, "error": self.error,
             "weights_path": self.weights_path, "attempts": self.attempts,
             "created": self.created, "finished": self.finished,
+            "parent": self.lineage.to_dict() if self.lineage else None, "budget": self.budget,
         }
 
 
@@ -70,6 +94,7 @@ class Event:
     arch_id: str
     arch_str: str
     values: tuple[float, ...] | None = None  # minimized; None = failed or infeasible
+    parent: str | None = None  # ask of a child: the parent's arch id
 
 
 @dataclass(frozen=True)
@@ -160,11 +185,11 @@ class Run:
 
     def minimized(self, trial: Trial) -> tuple[float, ...]:
         """The minimized objective vector of a COMPLETE trial."""
-        return tuple(o.to_min(trial.values[o.name]) for o in self.objectives)
+        return minimized(self.objectives, trial.values)
 
     def pareto_front(self) -> list[Trial]:
         """Non-dominated COMPLETE trials, sorted by the first objective (best first)."""
-        from hwnas.search.pareto import non_dominated
+        from hwnas.pareto import non_dominated
 
         done = self.trials("COMPLETE")
         if not done:
@@ -174,8 +199,8 @@ class Run:
         return sorted(front, key=lambda t: self.minimized(t))
 
     def knee(self) -> Trial | None:
-        """The knee trial of the Pareto front (see `hwnas.search.pareto.knee_point`)."""
-        from hwnas.search.pareto import knee_point
+        """The knee trial of the Pareto front (see `hwnas.pareto.knee_point`)."""
+        from hwnas.pareto import knee_point
 
         front = self.pareto_front()
         if not front:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from hwnas.search.objectives import Objective
+from hwnas.objectives import Objective
 from hwnas.storage.base import Event, Run, RunInfo, Storage, StorageError, Trial
 
 

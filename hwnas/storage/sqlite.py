@@ -1,4 +1,9 @@
-"""SQLite run journal (WAL mode, one transaction per state change), schema version 1."""
+"""SQLite run journal (WAL mode, one transaction per state change), schema version 2.
+
+Schema 2 adds lineage (parent, operators, exact) and a per-trial training budget to trials and the
+parent to ask events. A schema-1 journal is upgraded in place when opened (new nullable columns:
+its runs read as before, with no lineage).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hwnas.search.objectives import Objective
-from hwnas.storage.base import Event, Run, RunInfo, Storage, StorageError, Trial, dumps
+from hwnas.objectives import Objective
+from hwnas.storage.base import Event, Lineage, Run, RunInfo, Storage, StorageError, Trial, dumps
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -25,13 +31,20 @@ CREATE TABLE IF NOT EXISTS trials (
     run_id TEXT NOT NULL, number INTEGER NOT NULL, arch_id TEXT NOT NULL, space TEXT NOT NULL,
     arch TEXT NOT NULL, status TEXT NOT NULL, "values" TEXT NOT NULL, extras TEXT NOT NULL,
     error TEXT, weights_path TEXT, attempts INTEGER NOT NULL, created REAL NOT NULL, finished REAL,
+    lineage TEXT, budget TEXT,
     PRIMARY KEY (run_id, number), UNIQUE (run_id, arch_id)
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, arch_id TEXT NOT NULL,
-    arch TEXT NOT NULL, "values" TEXT, PRIMARY KEY (run_id, seq)
+    arch TEXT NOT NULL, "values" TEXT, parent TEXT, PRIMARY KEY (run_id, seq)
 );
 """
+# Schema 1 -> 2: columns added (nullable, so schema-1 rows read as trials without lineage).
+_UPGRADE_1_TO_2 = (
+    "ALTER TABLE trials ADD COLUMN lineage TEXT",
+    "ALTER TABLE trials ADD COLUMN budget TEXT",
+    "ALTER TABLE events ADD COLUMN parent TEXT",
+)
 
 
 class SQLiteStorage(Storage):
@@ -51,11 +64,14 @@ class SQLiteStorage(Storage):
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
+        elif int(row[0]) not in READABLE_SCHEMAS:
             raise StorageError(
-                f"{self.path} has journal schema {row[0]}, this hwnas reads schema {SCHEMA_VERSION}; "
-                "use a new --storage file or a matching hwnas version"
+                f"{self.path} has journal schema {row[0]}, this hwnas reads schemas "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}; use a new --storage file or a matching hwnas version"
             )
+        elif int(row[0]) == 1:
+            self._tx([(sql, ()) for sql in _UPGRADE_1_TO_2]
+                     + [("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))])
 
     # -- transactions ------------------------------------------------------------------------
     def _tx(self, statements: list[tuple[str, tuple]]) -> None:
@@ -118,7 +134,7 @@ class SQLiteStorage(Storage):
     def trials(self, run_id: str) -> list[Trial]:
         rows = self._db.execute(
             'SELECT run_id, number, arch_id, space, arch, status, "values", extras, error, weights_path, '
-            "attempts, created, finished FROM trials WHERE run_id=? ORDER BY number",
+            "attempts, created, finished, lineage, budget FROM trials WHERE run_id=? ORDER BY number",
             (run_id,),
         ).fetchall()
         return [
@@ -126,30 +142,37 @@ class SQLiteStorage(Storage):
                 run_id=r[0], number=r[1], arch_id=r[2], space=r[3], arch_str=r[4], status=r[5],
                 values=json.loads(r[6]), extras=json.loads(r[7]), error=r[8], weights_path=r[9],
                 attempts=r[10], created=r[11], finished=r[12],
+                lineage=Lineage.from_dict(json.loads(r[13]) if r[13] else None),
+                budget=json.loads(r[14]) if r[14] else {},
             )
             for r in rows
         ]
 
     def events(self, run_id: str) -> list[Event]:
         rows = self._db.execute(
-            'SELECT seq, kind, arch_id, arch, "values" FROM events WHERE run_id=? ORDER BY seq', (run_id,)
+            'SELECT seq, kind, arch_id, arch, "values", parent FROM events WHERE run_id=? ORDER BY seq', (run_id,)
         ).fetchall()
         return [
-            Event(seq, kind, aid, arch, None if v is None or json.loads(v) is None else tuple(json.loads(v)))
-            for seq, kind, aid, arch, v in rows
+            Event(seq, kind, aid, arch, None if v is None or json.loads(v) is None else tuple(json.loads(v)), parent)
+            for seq, kind, aid, arch, v, parent in rows
         ]
 
     @staticmethod
     def _event_sql(run_id: str, ev: Event) -> tuple[str, tuple]:
         values = None if ev.values is None else json.dumps(list(ev.values))
-        return ("INSERT INTO events VALUES (?,?,?,?,?,?)", (run_id, ev.seq, ev.kind, ev.arch_id, ev.arch_str, values))
+        return (
+            'INSERT INTO events (run_id, seq, kind, arch_id, arch, "values", parent) VALUES (?,?,?,?,?,?,?)',
+            (run_id, ev.seq, ev.kind, ev.arch_id, ev.arch_str, values, ev.parent),
+        )
 
     @staticmethod
     def _trial_sql(t: Trial) -> tuple[str, tuple]:
         return (
-            "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            'INSERT OR REPLACE INTO trials (run_id, number, arch_id, space, arch, status, "values", extras, '
+            "error, weights_path, attempts, created, finished, lineage, budget) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (t.run_id, t.number, t.arch_id, t.space, t.arch_str, t.status, dumps(t.values),
-             dumps(t.extras), t.error, t.weights_path, t.attempts, t.created, t.finished),
+             dumps(t.extras), t.error, t.weights_path, t.attempts, t.created, t.finished,
+             dumps(t.lineage.to_dict()) if t.lineage else None, dumps(t.budget) if t.budget else None),
         )
 
     def record_ask(self, run_id: str, event: Event, new_trial: Trial | None) -> None:

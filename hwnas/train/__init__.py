@@ -3,14 +3,17 @@
 from hwnas.train.datasets import DATASETS, Splits, load_dataset
 from hwnas.train.trainer import (
     TrainConfig,
+    TrainHook,
     TrainingDivergedError,
     TrainResult,
     accuracy,
+    resolve_device,
+    splits_for,
     train_arch,
     train_model,
 )
 
 __all__ = [
-    "DATASETS", "Splits", "TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy",
-    "load_dataset", "train_arch", "train_model",
+    "DATASETS", "Splits", "TrainConfig", "TrainHook", "TrainResult", "TrainingDivergedError", "accuracy",
+    "load_dataset", "resolve_device", "splits_for", "train_arch", "train_model",
 ]

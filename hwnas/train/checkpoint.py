@@ -1,8 +1,14 @@
-"""Save a trained network with its arch (safetensors + JSON header) and load it back safely."""
+"""Save a trained network with its arch (safetensors + JSON header) and load it back safely.
+
+Checkpoints travel as bytes (a worker returns them with its result, the driver writes them under the
+run's folder; a child's parent weights go to the worker the same way), so no worker needs the driver's
+disk. Nothing is ever unpickled: safetensors holds tensors and a JSON header only.
+"""
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +20,10 @@ from hwnas.spaces import Arch, get_space
 CHECKPOINT_SCHEMA = 1
 
 
-def save_checkpoint(path: str | Path, arch: Arch, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
-    """Write the model's state dict as safetensors; arch, space and `meta` go into its metadata."""
-    from safetensors.torch import save_file
+def checkpoint_bytes(arch: Arch, model: nn.Module, meta: dict[str, Any] | None = None) -> bytes:
+    """The model's state dict as safetensors bytes; arch, space and `meta` go into its metadata."""
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = {
         "schema": str(CHECKPOINT_SCHEMA),
         "space": arch.space,
@@ -27,34 +31,69 @@ def save_checkpoint(path: str | Path, arch: Arch, model: nn.Module, meta: dict[s
         "arch_id": arch.id,
         "meta": json.dumps(meta or {}, default=str),
     }
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save(state, metadata=header)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file and rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(state, str(tmp), metadata=header)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+    tmp.write_bytes(data)
+    tmp.replace(path)
     return path
 
 
-def load_checkpoint(path: str | Path) -> tuple[Arch, nn.Module, dict[str, Any]]:
-    """Rebuild the network of a checkpoint and load its weights (no pickle involved)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+def save_checkpoint(path: str | Path, arch: Arch, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
+    """Write the model's checkpoint to `path` atomically."""
+    return write_bytes_atomic(path, checkpoint_bytes(arch, model, meta))
 
+
+def _header(data: bytes, what: str) -> dict[str, str]:
+    if len(data) < 8:
+        raise HwnasError(f"{what} is not a safetensors checkpoint (only {len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise HwnasError(f"{what} is not a valid safetensors checkpoint (header longer than the file)")
+    try:
+        return json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise HwnasError(f"{what} is not a valid safetensors checkpoint: {exc}") from None
+
+
+def read_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, dict[str, Any], dict[str, Any]]:
+    """(arch, state dict, meta) of checkpoint bytes, without building the network."""
+    from safetensors.torch import load
+
+    header = _header(data, what)
+    if header.get("schema") != str(CHECKPOINT_SCHEMA) or "arch" not in header:
+        raise HwnasError(
+            f"{what} is not an hwnas checkpoint of schema {CHECKPOINT_SCHEMA} (header: {sorted(header)})"
+        )
+    try:
+        state = load(data)
+    except Exception as exc:  # safetensors raises its own error types
+        raise HwnasError(f"{what} is not a valid safetensors checkpoint: {exc}") from exc
+    arch = get_space(header["space"]).parse(header["arch"])
+    return arch, state, json.loads(header.get("meta", "{}"))
+
+
+def load_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, nn.Module, dict[str, Any]]:
+    """Rebuild the network of checkpoint bytes and load its weights (eval mode)."""
+    arch, state, meta = read_checkpoint_bytes(data, what)
+    model = get_space(arch.space).build(arch)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise HwnasError(f"{what} does not match the network of {arch}: {exc}") from None
+    model.eval()
+    return arch, model, meta
+
+
+def load_checkpoint(path: str | Path) -> tuple[Arch, nn.Module, dict[str, Any]]:
+    """Rebuild the network of a checkpoint file and load its weights (no pickle involved)."""
     path = Path(path)
     if not path.is_file():
         raise HwnasError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise HwnasError(f"{path} is not a valid safetensors checkpoint: {exc}") from exc
-    if header.get("schema") != str(CHECKPOINT_SCHEMA) or "arch" not in header:
-        raise HwnasError(
-            f"{path} is not an hwnas checkpoint of schema {CHECKPOINT_SCHEMA} (header: {sorted(header)})"
-        )
-    space = get_space(header["space"])
-    arch = space.parse(header["arch"])
-    model = space.build(arch)
-    model.load_state_dict(state, strict=True)
-    model.eval()
-    return arch, model, json.loads(header.get("meta", "{}"))
+    return load_checkpoint_bytes(path.read_bytes(), str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,12 +31,49 @@ class TrainConfig:
     weight_decay: float = 5e-4
     data_fraction: float = 1.0  # share of the training split used (a cheap fidelity)
     seed: int = 0
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.data_fraction <= 1 or self.lr <= 0:
             raise HwnasError(
                 "training needs epochs >= 1, batch_size >= 1, lr > 0 and 0 < data_fraction <= 1"
             )
+        if self.device not in DEVICES:
+            raise HwnasError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU; asking for `cuda` without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HwnasError("train.device is cuda but no CUDA device is available; use device: auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise HwnasError(f"train.device must be one of {', '.join(DEVICES)}, got {name!r}")
+    return torch.device(name)
+
+
+class TrainHook:
+    """Extends `train_model` without copying it: extra loss terms (knowledge distillation, a latency
+    cost) and extra steps (a second optimizer for architecture parameters). All methods are no-ops."""
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        return None
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor,
+             loss: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch given the cross-entropy `loss` (return it to leave it as is)."""
+        return loss
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after each weight update (e.g. an architecture step on a separate split)."""
+        return None
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -49,12 +87,18 @@ class TrainResult:
     wall_s: float
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy of `model` in eval mode."""
+    """Top-1 accuracy of `model` in eval mode (batches moved to the model's device)."""
     model.eval()
+    dev = _device_of(model)
     correct = sum(
-        int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+        int((model(x[i : i + batch_size].to(dev)).argmax(1).cpu() == y[i : i + batch_size]).sum())
         for i in range(0, len(x), batch_size)
     )
     return correct / max(len(x), 1)
@@ -75,25 +119,33 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average
     model.train()
+    dev = _device_of(model)
     for i in range(0, len(x), batch_size):
-        model(x[i : i + batch_size])
+        model(x[i : i + batch_size].to(dev))
     for bn, momentum in zip(bns, saved):
         bn.momentum = momentum
     model.eval()
 
 
 def train_model(
-    model: nn.Module, data: Splits, config: TrainConfig = TrainConfig(), progress: bool = False
+    model: nn.Module, data: Splits, config: TrainConfig = TrainConfig(), progress: bool = False,
+    hooks: Sequence[TrainHook] = (), parameters: Iterable[nn.Parameter] | None = None,
 ) -> TrainResult:
-    """Train `model` in place on `data` (already shaped for it) and evaluate on val and test."""
+    """Train `model` in place on `data` (already shaped for it) and evaluate on val and test.
+
+    The model moves to `config.device`. `parameters` are what SGD trains (default: all of the
+    model's); `hooks` add loss terms and extra steps (see `TrainHook`).
+    """
     start = time.perf_counter()
+    dev = resolve_device(config.device)
+    model.to(dev)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     n = max(1, int(len(data.x_train) * config.data_fraction))
-    x_train, y_train = data.x_train[:n], data.y_train[:n]
+    x_train, y_train = data.x_train[:n].to(dev), data.y_train[:n].to(dev)
     steps_per_epoch = math.ceil(n / config.batch_size)
     opt = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+        list(model.parameters() if parameters is None else parameters), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
     )
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -105,12 +157,19 @@ def train_model(
 
         epochs = tqdm(epochs, desc="train", unit="epoch")
     loss = torch.tensor(0.0)
-    for _ in epochs:
+    step = 0
+    for epoch in epochs:
         model.train()
-        order = torch.randperm(n, generator=gen)
+        for hook in hooks:
+            hook.on_epoch_start(model, epoch)
+        order = torch.randperm(n, generator=gen).to(dev)
         for i in range(0, n, config.batch_size):
             idx = order[i : i + config.batch_size]
-            loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+            x, y = x_train[idx], y_train[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            for hook in hooks:
+                loss = hook.loss(model, x, y, logits, loss)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"training loss became {loss.item()} at lr={config.lr}; lower the learning rate"
@@ -119,6 +178,11 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
+            for hook in hooks:
+                hook.after_step(model, step)
+        for hook in hooks:
+            hook.on_epoch_end(model, epoch)
     recalibrate_bn(model, x_train)
     return TrainResult(
         val_accuracy=accuracy(model, data.x_val, data.y_val),
@@ -129,17 +193,29 @@ def train_model(
     )
 
 
-def train_arch(
-    arch: Arch, dataset: str = "mnist5k", config: TrainConfig = TrainConfig(), progress: bool = False
-) -> tuple[nn.Module, TrainResult]:
-    """Build `arch` (seeded), fit the dataset to its input shape, train; returns the model and result."""
+def splits_for(arch: Arch, dataset: str | Splits) -> Splits:
+    """The dataset (a registered name or loaded `Splits`) shaped for `arch`'s space."""
     space = space_of(arch)
-    data = load_dataset(dataset).fit_to(space.input_shape)
+    data = (load_dataset(dataset) if isinstance(dataset, str) else dataset).fit_to(space.input_shape)
     if data.num_classes > space.num_classes:
         raise HwnasError(
-            f"dataset {dataset} has {data.num_classes} classes but space {space.spec} outputs "
+            f"dataset {data.name} has {data.num_classes} classes but space {space.spec} outputs "
             f"{space.num_classes}; pick a preset with enough classes"
         )
-    torch.manual_seed(config.seed)
-    model = space.build(arch)
-    return model, train_model(model, data, config, progress)
+    return data
+
+
+def train_arch(
+    arch: Arch, dataset: str | Splits = "mnist5k", config: TrainConfig = TrainConfig(), progress: bool = False,
+    model: nn.Module | None = None, hooks: Sequence[TrainHook] = (),
+) -> tuple[nn.Module, TrainResult]:
+    """Train `arch` on a dataset shaped for its space; returns the model and result.
+
+    `model` is a network of `arch` to start from (inherited weights); by default a fresh one is
+    built with the seed.
+    """
+    data = splits_for(arch, dataset)
+    if model is None:
+        torch.manual_seed(config.seed)
+        model = space_of(arch).build(arch)
+    return model, train_model(model, data, config, progress, hooks)

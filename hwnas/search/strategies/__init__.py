@@ -8,7 +8,7 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.registry import Registry
-from hwnas.search.strategies.base import Strategy
+from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
 from hwnas.search.strategies.evolution import RegularizedEvolution
 from hwnas.search.strategies.local import ParetoLocalSearch
 from hwnas.search.strategies.nsga2 import NSGA2Search
@@ -41,6 +41,6 @@ def make_strategy(
 
 
 __all__ = [
-    "NSGA2Search", "ParetoLocalSearch", "RandomSearch", "RegularizedEvolution", "STRATEGIES", "Strategy",
-    "make_strategy", "strategy_params",
+    "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES", "Strategy",
+    "as_proposal", "make_strategy", "strategy_params",
 ]

@@ -4,22 +4,49 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from hwnas.search.pareto import crowding_distance, non_dominated_mask
+from hwnas.pareto import crowding_distance, non_dominated_mask
 from hwnas.spaces import Arch, SearchSpace
 
 Values = tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What `ask` returns: an arch to evaluate and, for a child made by network morphisms, its lineage.
+
+    `parent` is the arch id of a trial of the same run whose trained weights the child inherits;
+    `operators` are the space's morphism operators applied to the parent, in order (see
+    `SearchSpace.morphisms()`); `exact` says whether all of them preserve the parent's function.
+    `budget` overrides training settings for this trial only (e.g. `{"epochs": 1}` for a child).
+    """
+
+    arch: Arch
+    parent: str | None = None
+    operators: tuple[str, ...] = ()
+    exact: bool | None = None
+    budget: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.operators and self.parent is None:
+            raise ValueError("a proposal with morphism operators needs the parent it applies them to")
+
+
+def as_proposal(asked: Arch | Proposal) -> Proposal:
+    """A plain arch from `ask` is a proposal without a parent."""
+    return asked if isinstance(asked, Proposal) else Proposal(asked)
 
 
 class Strategy(ABC):
     """Proposes archs (`ask`) and learns from their minimized objective vectors (`tell`).
 
     Contract with `run_search`:
-    - `ask()` returns the next arch to evaluate, or None when the strategy must wait for results
+    - `ask()` returns the next arch (or a `Proposal`: arch + parent + operators + budget), or None when the strategy must wait for results
       of archs it already proposed (a generational algorithm at a generation boundary). A None ask
       must not change the strategy's state.
     - `tell(arch, values)` gives the minimized objective vector of an arch the strategy proposed,
@@ -27,6 +54,9 @@ class Strategy(ABC):
       arch proposed again (a duplicate) is told its known result again.
     - All randomness comes from `seed`: the same seed and the same sequence of ask/tell calls give
       the same proposals (this is how runs resume: the journal replays the calls).
+    - Before the first `ask`, the runner calls `attach(objectives, preview)`: `preview(arch)` gives the
+      exact natural values of the objectives known without training (params, MACs, table latency; empty
+      on a tabular benchmark, whose columns are measurements), so a strategy may look before it proposes.
     Subclasses declare tunable parameters as keyword-only constructor arguments with defaults.
     """
 
@@ -40,10 +70,21 @@ class Strategy(ABC):
         self.asked: set[str] = set()  # ids proposed so far
         self.results: dict[str, Values | None] = {}  # id -> last told result
         self.archs: dict[str, Arch] = {}
+        self.objectives: tuple = ()  # hwnas.objectives.Objective of each told value, set by attach()
+        self._preview: Callable[[Arch], dict[str, float]] = lambda arch: {}
+
+    def attach(self, objectives: Sequence[Any], preview: Callable[[Arch], dict[str, float]]) -> None:
+        """Give the strategy the run's objectives and the function that previews untrained values."""
+        self.objectives = tuple(objectives)
+        self._preview = preview
+
+    def preview(self, arch: Arch) -> dict[str, float]:
+        """Natural values of `arch`'s objectives known without training (may be empty)."""
+        return self._preview(arch)
 
     @abstractmethod
-    def ask(self) -> Arch | None:
-        """The next arch to evaluate (None: wait for outstanding results)."""
+    def ask(self) -> Arch | Proposal | None:
+        """The next arch or proposal to evaluate (None: wait for outstanding results)."""
 
     def tell(self, arch: Arch, values: Sequence[float] | None) -> None:
         """Record the result of `arch`; subclasses extend `_on_tell`."""
@@ -92,7 +133,7 @@ class Strategy(ABC):
     @staticmethod
     def select_best(F: np.ndarray) -> np.ndarray:
         """Order of rows by (Pareto rank, -crowding distance), the NSGA-II comparison."""
-        from hwnas.search.pareto import pareto_ranks
+        from hwnas.pareto import pareto_ranks
 
         ranks = pareto_ranks(F)
         crowd = np.zeros(len(F))
