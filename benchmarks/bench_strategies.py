@@ -1,4 +1,4 @@
-"""Compare search strategies on the shared NB201 hardware table (normalized HV at 25/50/100/300 over seeds).
+"""Compare search strategies on the shipped NB201 hardware table (normalized HV at 25/50/100/300 over seeds).
 
 Usage: python benchmarks/bench_strategies.py [--seeds 20] [--budget 300] [--latency-column pi5_onnx_latency_ms]
 Writes the `hwnas bench --json` output to --out (default bench_strategies.json) and the HV plot next to it.
@@ -16,7 +16,7 @@ from pathlib import Path
 from hwnas.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-CSV = ROOT.parent / "shared" / "benchmarks" / "nb201_hw360_cifar100.csv"
+CSV = ROOT / "benchmarks" / "tables" / "nb201-hw360-cifar100.csv"
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Tabular benchmark on the shared NB201 CSV: HV normalization, strategy vs random, CLI, any CSV."""
+"""Tabular benchmark on the shipped NB201 CSV: HV normalization, strategy vs random, CLI, any CSV."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hwnas.cli import main
 
 
 @pytest.fixture(scope="module")
-def bench(shared_csv):
-    return TabularBenchmark(shared_csv, "accuracy", "pi5_onnx_latency_ms")
+def bench(bench_csv):
+    return TabularBenchmark(bench_csv, "accuracy", "pi5_onnx_latency_ms")
 
 
 def test_true_front_scores_one(bench):
@@ -32,8 +32,8 @@ def test_local_search_beats_random_at_300(bench):
     assert set(rows[1]["hv"]["300"]) == {"median", "q25", "q75", "p_vs_random"}
 
 
-def test_bench_cli_on_any_csv_with_the_columns(shared_csv, tmp_path, capsys):
-    with open(shared_csv) as f:
+def test_bench_cli_on_any_csv_with_the_columns(bench_csv, tmp_path, capsys):
+    with open(bench_csv) as f:
         rows = list(csv.DictReader(f))[:3000]
     small = tmp_path / "small.csv"
     with open(small, "w", newline="") as f:

@@ -1,4 +1,4 @@
-"""Few-shot fit-table on a slice of the shared real measurements: beats a plain additive per-edge fit."""
+"""Few-shot fit-table on a slice of the shipped real measurements: beats a plain additive per-edge fit."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from hwnas.spaces.nb201 import OPS
 
 
 @pytest.fixture(scope="module")
-def slice_csv(shared_csv, tmp_path_factory):
+def slice_csv(bench_csv, tmp_path_factory):
     path = tmp_path_factory.mktemp("fit") / "slice.csv"
-    with shared_csv.open() as src, path.open("w", newline="") as dst:
+    with bench_csv.open() as src, path.open("w", newline="") as dst:
         rows = list(csv.reader(src))[:3001]
         csv.writer(dst).writerows(rows)
     return path

@@ -27,8 +27,8 @@ TABLE = REPO / "latency_tables" / "ort-cpu-1t" / "mobile-mnist.json"
 
 
 @pytest.fixture(scope="module")
-def bench(shared_csv):
-    return TabularBenchmark(shared_csv)
+def bench(bench_csv):
+    return TabularBenchmark(bench_csv)
 
 
 def _ids(bench, strategy, seed, budget=60):

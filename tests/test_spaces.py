@@ -20,9 +20,9 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_every_shared_benchmark_arch_string_round_trips(shared_csv):
+def test_every_benchmark_arch_string_round_trips(bench_csv):
     space = get_space("nb201:cifar100")
-    rows = _rows(shared_csv)
+    rows = _rows(bench_csv)
     assert len(rows) == 15625
     archs = {space.parse(r["arch_str"]) for r in rows}
     for r in rows:
@@ -31,9 +31,9 @@ def test_every_shared_benchmark_arch_string_round_trips(shared_csv):
     assert len({a.id for a in archs}) == 15625
 
 
-def test_sampled_shared_benchmark_archs_build_and_run(shared_csv):
+def test_sampled_benchmark_archs_build_and_run(bench_csv):
     space = get_space("nb201:cifar100")
-    rows = random.Random(0).sample(_rows(shared_csv), 12)
+    rows = random.Random(0).sample(_rows(bench_csv), 12)
     x = torch.randn(2, *space.input_shape)
     for r in rows:
         model = space.build(space.parse(r["arch_str"])).eval()
