@@ -276,3 +276,18 @@ def test_cli_table_override_replaces_the_recipes_table(tmp_path, capsys):
     assert shown["config"]["recipe"]["latency_table"] == shown["info"]["latency_table"]["path"] == str(table.resolve())
     assert main([*argv[:-3], "--name", "u", "--table", str(tmp_path / "missing.json")]) == 2
     assert "missing.json does not exist" in capsys.readouterr().err
+
+
+def test_recipe_names_a_strategy_or_a_method_never_both():
+    from hwnas.errors import HwnasError
+    from hwnas.search.recipe import parse_recipe
+
+    base = {"space": "mobile", "objectives": ["params"]}
+    with pytest.raises(HwnasError, match="not both"):
+        parse_recipe({**base, "strategy": "random", "method": "fbnet"})
+    with pytest.raises(HwnasError, match="unknown search method 'nope'"):
+        parse_recipe({**base, "method": "nope"})
+    with pytest.raises(HwnasError, match="distill is a mapping"):
+        parse_recipe({**base, "distill": {"alpha": 1}})
+    recipe = parse_recipe({**base, "distill": {"weight": 0.5, "temperature": 2}})
+    assert recipe.method is None and recipe.distill == {"weight": 0.5, "temperature": 2.0}

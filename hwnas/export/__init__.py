@@ -14,13 +14,13 @@ from hwnas.export.manifest import (
     verify_files,
     write_manifest,
 )
-from hwnas.onnx_export import DEFAULT_OPSET, OnnxExport, export_onnx, prepare_for_export
 from hwnas.export.parity import DEFAULT_ATOL, ParityResult, check_parity
 from hwnas.export.picks import PICK_FORMS, Pick, parse_pick, select_trial
 from hwnas.export.pipeline import EXPORTERS, ExportContext, run_export
 from hwnas.export.source import ExportSource, load_weights, source_from_arch, source_from_run
 from hwnas.export.tensorrt import TrtProbe, probe_tensorrt, require_tensorrt
 from hwnas.fileio import sha256_file
+from hwnas.onnx_export import DEFAULT_OPSET, OnnxExport, export_onnx, prepare_for_export
 
 __all__ = [
     "DEFAULT_ATOL", "DEFAULT_OPSET", "EXPORTERS", "MANIFEST_SCHEMA", "PICK_FORMS", "ExportConfig",

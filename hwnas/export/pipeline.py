@@ -12,10 +12,10 @@ from typing import Any
 from hwnas.errors import HwnasError
 from hwnas.export.config import ExportConfig
 from hwnas.export.manifest import MANIFEST_KIND, MANIFEST_NAME, MANIFEST_SCHEMA, write_manifest
-from hwnas.onnx_export import OnnxExport, export_onnx, prepare_for_export
 from hwnas.export.parity import ParityResult, check_parity
 from hwnas.export.source import ExportSource
 from hwnas.fileio import sha256_file
+from hwnas.onnx_export import OnnxExport, export_onnx, prepare_for_export
 from hwnas.registry import Registry
 from hwnas.spaces import get_space
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.search.constraints import Constraint
 from hwnas.objectives import Objective, get_objectives
+from hwnas.search.constraints import Constraint
 from hwnas.spaces import Arch, SearchSpace, get_space
 
 COST_METRICS = ("params", "macs", "flops", "activation_bytes")

@@ -11,17 +11,19 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.fileio import read_yaml
-from hwnas.search.constraints import Constraint, parse_constraint
 from hwnas.objectives import get_objectives
+from hwnas.search.constraints import Constraint, parse_constraint
 
 _KEYS = {
-    "name", "space", "objectives", "constraints", "latency_table", "strategy", "seed", "budget", "dataset",
-    "train", "executor", "description", "device",
+    "name", "space", "objectives", "constraints", "latency_table", "strategy", "method", "seed", "budget",
+    "dataset", "train", "distill", "executor", "description", "device",
 }
 # Keys that must match when resuming (budget and executor may change).
 _SEARCH_KEYS = (
-    "space", "objectives", "constraints", "latency_table", "strategy", "seed", "dataset", "train", "device",
+    "space", "objectives", "constraints", "latency_table", "strategy", "method", "seed", "dataset", "train",
+    "distill", "device",
 )
+_DISTILL_KEYS = {"weight", "temperature"}
 _EXECUTOR_KEYS = {"name", "workers", "threads_per_worker", "address", "cpus_per_task", "num_cpus"}
 
 
@@ -36,6 +38,9 @@ class SearchRecipe:
     latency_table: str | None = None
     strategy: str = "local"
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
+    method: str | None = None  # a non-ask/tell searcher (e.g. fbnet); then `strategy` is unused
+    method_params: Mapping[str, Any] = field(default_factory=dict)
+    distill: Mapping[str, float] = field(default_factory=dict)  # KD for approximate morphism children
     seed: int = 0
     budget: int = 50
     dataset: str = "mnist5k"
@@ -48,8 +53,10 @@ class SearchRecipe:
         return {
             "name": self.name, "space": self.space, "objectives": list(self.objectives),
             "constraints": [str(c) for c in self.constraints], "latency_table": self.latency_table,
-            "strategy": {"name": self.strategy, "params": dict(self.strategy_params)}, "seed": self.seed,
-            "budget": self.budget, "dataset": self.dataset, "train": dict(self.train),
+            "strategy": {"name": self.strategy, "params": dict(self.strategy_params)},
+            "method": {"name": self.method, "params": dict(self.method_params)} if self.method else None,
+            "seed": self.seed, "budget": self.budget, "dataset": self.dataset, "train": dict(self.train),
+            "distill": dict(self.distill),
             "executor": dict(self.executor), "description": self.description, "device": self.device,
         }
 
@@ -79,11 +86,9 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     constraints = data.get("constraints") or []
     if not isinstance(constraints, list):
         raise ConfigError(f"{source}: constraints must be a list like ['latency_ms <= 5']")
-    strat = data.get("strategy", "local")
-    if isinstance(strat, str):
-        strat = {"name": strat}
-    if not isinstance(strat, Mapping) or set(strat) - {"name", "params"} or "name" not in strat:
-        raise ConfigError(f"{source}: strategy is a name or a mapping {{name: ..., params: {{...}}}}")
+    if "strategy" in data and "method" in data:
+        raise ConfigError(f"{source}: name either a `strategy` (ask/tell) or a `method` (e.g. fbnet), not both")
+    strat = _named(data.get("strategy", "local"), "strategy", source)
     STRATEGIES.get(strat["name"])
     params = dict(strat.get("params") or {})
     bad = sorted(set(params) - set(strategy_params(strat["name"])))
@@ -92,6 +97,16 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
             f"{source}: strategy {strat['name']!r} has no parameter(s) {', '.join(bad)}; "
             f"valid: {', '.join(sorted(strategy_params(strat['name']))) or '(none)'}"
         )
+    method, method_params = None, {}
+    if data.get("method") is not None:
+        from hwnas.search.searchers import searcher_class
+
+        meth = _named(data["method"], "method", source)
+        method, method_params = str(meth["name"]), dict(meth.get("params") or {})
+        searcher_class(method).parse_params(method_params, source)
+    distill = data.get("distill") or {}
+    if not isinstance(distill, Mapping) or set(distill) - _DISTILL_KEYS:
+        raise ConfigError(f"{source}: distill is a mapping with keys {', '.join(sorted(_DISTILL_KEYS))}")
     train = dict(data.get("train") or {})
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(train) - fields)
@@ -117,11 +132,21 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     return SearchRecipe(
         name=str(data.get("name") or Path(source).stem), space=space, objectives=tuple(objectives),
         constraints=tuple(parse_constraint(c) for c in constraints), latency_table=table,
-        strategy=str(strat["name"]), strategy_params=params, seed=seed, budget=budget,
+        strategy=str(strat["name"]), strategy_params=params, method=method, method_params=method_params,
+        distill={k: float(v) for k, v in distill.items()}, seed=seed, budget=budget,
         dataset=str(data.get("dataset", "mnist5k")), train=train, executor=dict(executor),
         description=str(data.get("description", "")),
         device=None if data.get("device") is None else str(data["device"]),
     )
+
+
+def _named(value: Any, key: str, source: str) -> Mapping[str, Any]:
+    """`name` or `{name: ..., params: {...}}` as a mapping."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping) or set(value) - {"name", "params"} or "name" not in value:
+        raise ConfigError(f"{source}: {key} is a name or a mapping {{name: ..., params: {{...}}}}")
+    return value
 
 
 def load_recipe(path: str | Path) -> SearchRecipe:
@@ -133,17 +158,15 @@ def load_recipe(path: str | Path) -> SearchRecipe:
 
 
 def build(recipe: SearchRecipe):
-    """The Problem and Strategy of a recipe."""
+    """The Problem and Searcher of a recipe."""
     from hwnas.search.problem import ArchProblem
-    from hwnas.search.strategies import make_strategy
+    from hwnas.search.searchers import make_searcher
 
     problem = ArchProblem(
         recipe.space, list(recipe.objectives), recipe.constraints, recipe.latency_table, recipe.dataset,
-        recipe.train, recipe.device,
+        recipe.train, recipe.device, recipe.distill,
     )
-    strategy = make_strategy(recipe.strategy, problem.space, len(problem.objectives), recipe.seed,
-                             recipe.strategy_params)
-    return problem, strategy
+    return problem, make_searcher(recipe, problem)
 
 
 def provenance() -> dict[str, Any]:
@@ -182,7 +205,6 @@ def execute_recipe(
 ):
     """Create (or resume) the run of a recipe in `storage_url` and search; returns SearchResult."""
     from hwnas.execution import make_executor
-    from hwnas.search.runner import run_search, strategy_info
     from hwnas.storage import open_storage
 
     storage = open_storage(storage_url)
@@ -195,10 +217,10 @@ def execute_recipe(
                 f"run {run.name} was started with a different recipe ({', '.join(diff)} differ); resume it "
                 "with the same recipe (only budget and executor may change) or start a new run"
             )
-    problem, strategy = build(recipe)
+    problem, searcher = build(recipe)
     if not resume:
         name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        info = {**problem.info(), **provenance(), "strategy": strategy_info(strategy)}
+        info = {**problem.info(), **provenance(), "strategy": searcher.info()}
         run = storage.create_run(name, problem.objectives, {"recipe": recipe.to_dict()}, info)
     ex = dict(recipe.executor)
     kind = ex.pop("name", "local")
@@ -219,7 +241,7 @@ def execute_recipe(
             on_trial(trial)
 
     try:
-        return run_search(problem, strategy, run, recipe.budget, executor, resume=bool(resume), on_trial=_tick)
+        return searcher.search(run, executor, bool(resume), on_trial=_tick)
     finally:
         executor.shutdown()
         if bar is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from hwnas.execution import Executor, InlineExecutor, Outcome
 from hwnas.objectives import minimized
@@ -286,6 +285,3 @@ def run_search(
     )
     return SearchResult(run, loop.evaluated, reason, wall)
 
-
-def strategy_info(strategy: Strategy) -> dict[str, Any]:
-    return {"name": strategy.name, "seed": strategy.seed, "params": strategy.params()}
