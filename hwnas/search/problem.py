@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,24 @@ class TrainJob:
     device: str | None = None
     parent: Parent | None = None
     distill: Mapping[str, float] = field(default_factory=dict)
+
+    def payloads(self) -> dict[str, Any]:
+        """The large inputs a distributed executor ships by reference: loaded data, parent weights."""
+        out: dict[str, Any] = {}
+        if not isinstance(self.dataset, str):
+            out["dataset"] = self.dataset
+        if self.parent is not None:
+            out["parent"] = self.parent.checkpoint
+        return out
+
+    def with_payloads(self, values: Mapping[str, Any]) -> TrainJob:
+        """This job with `payloads()` values replaced (None while they travel separately)."""
+        job = self
+        if "dataset" in values:
+            job = replace(job, dataset=values["dataset"])
+        if "parent" in values and job.parent is not None:
+            job = replace(job, parent=replace(job.parent, checkpoint=values["parent"]))
+        return job
 
     def _start_model(self, arch: Arch):
         """(model to train, teacher or None): the parent's morphed weights, or None for a fresh net."""
