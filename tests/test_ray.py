@@ -18,7 +18,8 @@ from hwnas.storage import open_storage
 from hwnas.train import load_dataset
 
 ray = pytest.importorskip("ray", reason="install the ray extra: pip install 'hwnas[ray]'")
-TABLE = Path(__file__).resolve().parents[1] / "latency_tables" / "ort-cpu-1t" / "mobile-mnist.json"
+REPO = Path(__file__).resolve().parents[1]
+TABLE = REPO / "latency_tables" / "ort-cpu-1t" / "mobile-mnist.json"
 
 
 def test_train_job_payloads_are_its_loaded_data_and_parent_weights():
@@ -30,6 +31,19 @@ def test_train_job_payloads_are_its_loaded_data_and_parent_weights():
     assert light.dataset is None and light.parent.checkpoint is None and light.parent.operators == ("op",)
     assert light.with_payloads(payloads) == job
     assert TrainJob("mobile", "k3_e3", "digits", {}).payloads() == {}  # built-in data loads on each node
+
+
+def test_measuring_jobs_carry_the_loaded_device_spec_not_its_path(tmp_path):
+    import pickle
+
+    from hwnas.devices import load_device
+
+    spec_file = tmp_path / "my-cpu.yaml"
+    spec_file.write_text((REPO / "devices" / "ort-cpu-1t.yaml").read_text())
+    problem = ArchProblem("mobile", ["accuracy", "measured_latency_ms"], (), dataset="digits", device=str(spec_file))
+    job = problem.expensive_job(problem.space.sample(0))
+    spec_file.unlink()  # a worker on another machine has no such file
+    assert pickle.loads(pickle.dumps(job)).device == load_device(REPO / "devices" / "ort-cpu-1t.yaml")
 
 
 def test_executor_options_are_checked_per_executor():

@@ -61,7 +61,8 @@ class Problem(ABC):
 @dataclass(frozen=True)
 class TrainJob:
     """Evaluate one arch in a worker: train it (when `accuracy` is wanted; its checkpoint comes back
-    as bytes when `keep_weights`) and/or measure its latency on `device` (a device spec name or path).
+    as bytes when `keep_weights`) and/or measure its latency on `device` (a loaded `DeviceSpec`, so
+    that a worker never reads the spec's file; a spec name or path works too).
 
     With a `parent`, the network starts from the parent's weights morphed by its operators
     (`SearchSpace.morphisms()`); approximate children learn from the parent's outputs too
@@ -75,7 +76,7 @@ class TrainJob:
     keep_weights: bool = False
     meta: Mapping[str, Any] = field(default_factory=dict)
     want: tuple[str, ...] = ("accuracy",)
-    device: str | None = None
+    device: Any = None
     parent: Parent | None = None
     distill: Mapping[str, float] = field(default_factory=dict)
 
@@ -184,13 +185,14 @@ class ArchProblem(Problem):
         self.table = None
         self.table_path = None
         self.device = device
+        self._device_spec = None
         self.expensive = tuple(o.name for o in self.objectives if o.kind == "expensive")
         if "measured_latency_ms" in self.expensive:
             if not device:
                 raise ConfigError("objective measured_latency_ms needs `device: SPEC` (e.g. ort-cpu-1t) in the recipe")
             from hwnas.devices import load_device
 
-            load_device(device)  # fail fast on an unknown device
+            self._device_spec = load_device(device)  # fails fast on an unknown device; jobs carry it
         names = {o.name for o in self.objectives} | {c.name for c in self.constraints}
         if "latency_ms" in names:
             if latency_table is None:
@@ -242,7 +244,7 @@ class ArchProblem(Problem):
         return TrainJob(
             space=arch.space, arch=str(arch), dataset=self.dataset, train={**self.train, **dict(budget or {})},
             keep_weights="accuracy" in self.expensive, meta={"arch_id": arch.id}, want=self.expensive,
-            device=self.device, parent=parent, distill=self.distill,
+            device=self._device_spec, parent=parent, distill=self.distill,
         )
 
     def info(self) -> dict[str, Any]:
