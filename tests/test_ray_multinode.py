@@ -87,10 +87,11 @@ def _kill_sessions(sessions: list[int]) -> None:
         left = 0
         for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
             try:
-                if os.getsid(pid) in sessions:
+                zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+                if os.getsid(pid) in sessions and not zombie:
                     os.kill(pid, signal.SIGKILL)
                     left += 1
-            except (ProcessLookupError, PermissionError):
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
                 pass
         if not left:
             return
