@@ -36,8 +36,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         executor = {"name": args.executor}
     if args.workers:
         executor["workers"] = args.workers
-    if args.ray_address:
-        executor = {"name": "ray", **({"workers": args.workers} if args.workers else {}), "address": args.ray_address}
+    if args.ray_address:  # keep the recipe's Ray options (cpus_per_task), not a local pool's
+        base = {k: v for k, v in executor.items() if k in ("cpus_per_task", "workers")} if executor.get("name") == "ray" else {}
+        executor = {**base, **({"workers": args.workers} if args.workers else {}), "name": "ray", "address": args.ray_address}
     if args.strategy:
         from hwnas.search.strategies import STRATEGIES
 

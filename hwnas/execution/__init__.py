@@ -11,17 +11,26 @@ from hwnas.execution.local import InlineExecutor, ProcessExecutor
 EXECUTORS = ("inline", "local", "ray")
 
 
-def make_executor(name: str = "local", workers: int | None = None, **kwargs: Any) -> Executor:
-    """`inline`, `local` (process pool; default 1 worker) or `ray` (kwargs: address, cpus_per_task, num_cpus)."""
+OPTIONS = {"inline": (), "local": ("threads_per_worker",), "ray": ("address", "cpus_per_task", "num_cpus")}
+
+
+def make_executor(name: str = "local", workers: int | None = None, **options: Any) -> Executor:
+    """`inline`, `local` (process pool; default 1 worker; threads_per_worker) or `ray` (address of a
+    running cluster, cpus_per_task, num_cpus of a local one; default workers: cluster CPUs / cpus_per_task)."""
+    if name not in OPTIONS:
+        raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    bad = sorted(set(given) - set(OPTIONS[name]))
+    if bad:
+        valid = ", ".join(("workers",) + OPTIONS[name]) if name != "inline" else "none"
+        raise ConfigError(f"executor {name} has no option(s) {', '.join(bad)}; valid: {valid}")
     if name == "inline":
         return InlineExecutor()
     if name == "local":
-        return ProcessExecutor(workers or 1, kwargs.get("threads_per_worker"))
-    if name == "ray":
-        from hwnas.execution.ray_executor import RayExecutor
+        return ProcessExecutor(workers or 1, given.get("threads_per_worker"))
+    from hwnas.execution.ray_executor import RayExecutor
 
-        return RayExecutor(workers=workers, **kwargs)
-    raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    return RayExecutor(workers=workers, **given)
 
 
-__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "Outcome", "ProcessExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "OPTIONS", "Executor", "InlineExecutor", "Outcome", "ProcessExecutor", "make_executor"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ class Problem(ABC):
 @dataclass(frozen=True)
 class TrainJob:
     """Evaluate one arch in a worker: train it (when `accuracy` is wanted; its checkpoint comes back
-    as bytes when `keep_weights`) and/or measure its latency on `device` (a device spec name or path).
+    as bytes when `keep_weights`) and/or measure its latency on `device` (a loaded `DeviceSpec`, so
+    that a worker never reads the spec's file; a spec name or path works too).
 
     With a `parent`, the network starts from the parent's weights morphed by its operators
     (`SearchSpace.morphisms()`); approximate children learn from the parent's outputs too
@@ -75,9 +76,27 @@ class TrainJob:
     keep_weights: bool = False
     meta: Mapping[str, Any] = field(default_factory=dict)
     want: tuple[str, ...] = ("accuracy",)
-    device: str | None = None
+    device: Any = None
     parent: Parent | None = None
     distill: Mapping[str, float] = field(default_factory=dict)
+
+    def payloads(self) -> dict[str, Any]:
+        """The large inputs a distributed executor ships by reference: loaded data, parent weights."""
+        out: dict[str, Any] = {}
+        if not isinstance(self.dataset, str):
+            out["dataset"] = self.dataset
+        if self.parent is not None:
+            out["parent"] = self.parent.checkpoint
+        return out
+
+    def with_payloads(self, values: Mapping[str, Any]) -> TrainJob:
+        """This job with `payloads()` values replaced (None while they travel separately)."""
+        job = self
+        if "dataset" in values:
+            job = replace(job, dataset=values["dataset"])
+        if "parent" in values and job.parent is not None:
+            job = replace(job, parent=replace(job.parent, checkpoint=values["parent"]))
+        return job
 
     def _start_model(self, arch: Arch):
         """(model to train, teacher or None): the parent's morphed weights, or None for a fresh net."""
@@ -166,13 +185,14 @@ class ArchProblem(Problem):
         self.table = None
         self.table_path = None
         self.device = device
+        self._device_spec = None
         self.expensive = tuple(o.name for o in self.objectives if o.kind == "expensive")
         if "measured_latency_ms" in self.expensive:
             if not device:
                 raise ConfigError("objective measured_latency_ms needs `device: SPEC` (e.g. ort-cpu-1t) in the recipe")
             from hwnas.devices import load_device
 
-            load_device(device)  # fail fast on an unknown device
+            self._device_spec = load_device(device)  # fails fast on an unknown device; jobs carry it
         names = {o.name for o in self.objectives} | {c.name for c in self.constraints}
         if "latency_ms" in names:
             if latency_table is None:
@@ -224,7 +244,7 @@ class ArchProblem(Problem):
         return TrainJob(
             space=arch.space, arch=str(arch), dataset=self.dataset, train={**self.train, **dict(budget or {})},
             keep_weights="accuracy" in self.expensive, meta={"arch_id": arch.id}, want=self.expensive,
-            device=self.device, parent=parent, distill=self.distill,
+            device=self._device_spec, parent=parent, distill=self.distill,
         )
 
     def info(self) -> dict[str, Any]:
