@@ -5,14 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwnas.cli.output import add_json_flag, emit
+from hwnas.cli.output import add_json_flag, check_counts, emit
 from hwnas.errors import ConfigError
+from hwnas.fileio import check_output_path
 
 
 def _storage_flag(p: argparse.ArgumentParser) -> None:
     from hwnas.storage import DEFAULT_URL
 
     p.add_argument("--storage", default=DEFAULT_URL, help=f"run journal URL (default {DEFAULT_URL})")
+
+
+def _existing_storage(url: str):
+    """Open a journal to read from; a missing SQLite file is an error (nothing is created)."""
+    from hwnas.storage import open_storage, sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"no journal at {path}; check --storage (runs are written by `hwnas search`)")
+    return open_storage(url)
 
 
 
@@ -29,7 +40,14 @@ def _front_text(run) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     from hwnas.report import plot_pareto
     from hwnas.search.recipe import execute_recipe, load_recipe
+    from hwnas.storage import sqlite_path
 
+    check_counts(args, budget=1, workers=1)
+    journal = sqlite_path(args.storage)
+    if journal is not None:
+        check_output_path(journal, "--storage journal")
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     recipe = load_recipe(args.recipe)
     executor = dict(recipe.executor)
     if args.executor:
@@ -67,9 +85,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from hwnas.storage import open_storage
-
-    storage = open_storage(args.storage)
+    storage = _existing_storage(args.storage)
     rows = []
     for info in storage.list_runs():
         trials = storage.trials(info.id)
@@ -88,9 +104,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from hwnas.storage import open_storage
-
-    run = open_storage(args.storage).get_run(args.run)
+    run = _existing_storage(args.storage).get_run(args.run)
     data = run.to_dict(with_trials=True)
     text = (f"run {run.name} ({run.id}) {run.status}; trials {data['counts']}\n"
             f"objectives: {', '.join(f'{o.name} ({o.direction})' for o in run.objectives)}\n{_front_text(run)}")
@@ -100,12 +114,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from hwnas.report import plot_pareto, run_report
-    from hwnas.storage import open_storage
 
-    storage = open_storage(args.storage)
+    storage = _existing_storage(args.storage)
     run = storage.get_run(args.run)
     baseline = storage.get_run(args.baseline) if args.baseline else None
-    out = Path(args.out or ((run.artifact_dir or Path(".")) / "report.md"))
+    if baseline is not None and [o.name for o in baseline.objectives] != [o.name for o in run.objectives]:
+        raise ConfigError(
+            f"--baseline {baseline.name} has objectives {', '.join(o.name for o in baseline.objectives)}, run "
+            f"{run.name} has {', '.join(o.name for o in run.objectives)}; compare runs of the same objectives")
+    out = check_output_path(args.out or ((run.artifact_dir or Path(".")) / "report.md"), "--out report")
     plot = None
     if run.pareto_front():
         plot = plot_pareto(run, out.parent / "pareto.png").name
@@ -121,11 +138,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwnas.search.strategies import STRATEGIES
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise ConfigError(f"--strategies {args.strategies!r} names no strategy; e.g. random,re,nsga2,local")
     for s in strategies:
         STRATEGIES.get(s)
-    if args.seeds < 1 or args.budget < 1:
-        raise ConfigError("--seeds and --budget must be >= 1")
+    check_counts(args, seeds=1, budget=1)
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     bench = TabularBenchmark(args.table, args.accuracy_column, args.latency_column, args.arch_column, args.space)
+    if args.budget > len(bench.values):
+        raise ConfigError(f"--budget {args.budget} is more than the {len(bench.values)} archs in {args.table}; "
+                          f"use --budget <= {len(bench.values)}")
     checkpoints = [b for b in DEFAULT_CHECKPOINTS if b <= args.budget]
     if args.budget not in checkpoints:
         checkpoints.append(args.budget)

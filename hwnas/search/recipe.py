@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import ConfigError
-from hwnas.fileio import read_yaml
+from hwnas.errors import ConfigError, HwnasError
+from hwnas.fileio import read_yaml, typed
 from hwnas.search.constraints import Constraint, parse_constraint
 from hwnas.objectives import get_objectives
 
@@ -23,6 +23,18 @@ _SEARCH_KEYS = (
     "space", "objectives", "constraints", "latency_table", "strategy", "seed", "dataset", "train", "device",
 )
 _EXECUTOR_KEYS = {"name", "workers", "threads_per_worker", "address", "cpus_per_task", "num_cpus"}
+_EXECUTOR_TYPES = {"name": str, "workers": int, "threads_per_worker": int, "address": str, "cpus_per_task": float,
+                   "num_cpus": int}
+
+
+def _typed_defaults(values: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`values` with each one checked against the type of its default (bool, int, float or str)."""
+    out = dict(values)
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(default, (bool, int, float, str)):
+            out[key] = typed(value, type(default), key, where)
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,39 +83,63 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     for key in ("space", "objectives"):
         if key not in data:
             raise ConfigError(f"{source}: missing required key {key!r}")
+    for key, kind in (("name", str), ("space", str), ("latency_table", str), ("seed", int), ("budget", int),
+                      ("dataset", str), ("description", str), ("device", str)):
+        if data.get(key) is not None:
+            typed(data[key], kind, key, source)
     space = get_space(str(data["space"])).spec
     objectives = data["objectives"]
     if isinstance(objectives, str) or not isinstance(objectives, list):
         raise ConfigError(f"{source}: objectives must be a list, e.g. [accuracy, latency_ms]")
+    for i, name in enumerate(objectives):
+        typed(name, str, f"objectives[{i}]", source)
     get_objectives(objectives)
     constraints = data.get("constraints") or []
     if not isinstance(constraints, list):
         raise ConfigError(f"{source}: constraints must be a list like ['latency_ms <= 5']")
+    for i, c in enumerate(constraints):
+        typed(c, str, f"constraints[{i}]", source)
     strat = data.get("strategy", "local")
     if isinstance(strat, str):
         strat = {"name": strat}
     if not isinstance(strat, Mapping) or set(strat) - {"name", "params"} or "name" not in strat:
         raise ConfigError(f"{source}: strategy is a name or a mapping {{name: ..., params: {{...}}}}")
-    STRATEGIES.get(strat["name"])
-    params = dict(strat.get("params") or {})
+    STRATEGIES.get(typed(strat["name"], str, "strategy name", source))
+    params = dict(typed(strat.get("params") or {}, dict, "strategy params", source))
     bad = sorted(set(params) - set(strategy_params(strat["name"])))
     if bad:
         raise ConfigError(
             f"{source}: strategy {strat['name']!r} has no parameter(s) {', '.join(bad)}; "
             f"valid: {', '.join(sorted(strategy_params(strat['name']))) or '(none)'}"
         )
-    train = dict(data.get("train") or {})
+    params = _typed_defaults(params, strategy_params(strat["name"]), f"{source} strategy params")
+    train = dict(typed(data.get("train") or {}, dict, "train", source))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(train) - fields)
     if bad:
         raise ConfigError(f"{source}: unknown train key(s) {', '.join(bad)}; valid: {', '.join(sorted(fields))}")
+    train = _typed_defaults(train, {f.name: f.default for f in dataclasses.fields(TrainConfig)}, f"{source} train")
     TrainConfig(**train)  # validates values
+    from hwnas.execution import EXECUTORS
+    from hwnas.train import DATASETS
+
+    try:
+        DATASETS.get(str(data.get("dataset", "mnist5k")))
+    except HwnasError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     executor = data.get("executor") or {"name": "local", "workers": 1}
     if isinstance(executor, str):
         executor = {"name": executor}
+    executor = typed(executor, dict, "executor", source)
     bad = sorted(set(executor) - _EXECUTOR_KEYS)
     if bad:
         raise ConfigError(f"{source}: unknown executor key(s) {', '.join(bad)}; valid: {', '.join(sorted(_EXECUTOR_KEYS))}")
+    executor = _typed_defaults(executor, {k: t() for k, t in _EXECUTOR_TYPES.items()}, f"{source} executor")
+    if executor.get("name", "local") not in EXECUTORS:
+        raise ConfigError(f"{source}: executor {executor['name']!r} is not one of {', '.join(EXECUTORS)}")
+    low = [k for k in ("workers", "threads_per_worker", "cpus_per_task", "num_cpus") if k in executor and executor[k] <= 0]
+    if low:
+        raise ConfigError(f"{source}: executor {low[0]} must be >= 1, got {executor[low[0]]}")
     table = data.get("latency_table")
     if table is not None and base_dir is not None and not Path(table).is_absolute():
         candidate = (base_dir / table).resolve()
