@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -212,51 +213,67 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def _resume_target(storage, resume: str):
+    """The run `--resume` names; `latest` is the newest run that got as far as searching."""
+    from hwnas.storage import StorageError
+
+    if resume != "latest":
+        return storage.get_run(resume)
+    started = [r for r in storage.list_runs() if storage.events(r.id)]
+    if not started:
+        raise StorageError(f"{storage.url} holds no run to resume; start one with `hwnas search RECIPE`")
+    return storage.get_run(max(started, key=lambda r: r.created).id)
+
+
 def execute_recipe(
     recipe: SearchRecipe, storage_url: str, run_name: str | None = None, resume: str | None = None,
     progress: bool = False, on_trial: Callable | None = None,
 ):
-    """Create (or resume) the run of a recipe in `storage_url` and search; returns SearchResult."""
+    """Create (or resume) the run of a recipe in `storage_url` and search; returns SearchResult.
+
+    The run is locked (`hwnas.storage.lock.RunLock`) while this process drives it.
+    """
     from hwnas.execution import make_executor
     from hwnas.search.runner import run_search, strategy_info
     from hwnas.storage import open_storage
+    from hwnas.storage.lock import RunLock
 
     storage = open_storage(storage_url)
-    if resume:
-        run = storage.get_run(resume)
-        old, new = run.config.get("recipe") or {}, recipe.to_dict()
-        diff = [k for k in _SEARCH_KEYS if k in old and old[k] != new[k]]
-        if diff:
-            raise ConfigError(
-                f"run {run.name} was started with a different recipe ({', '.join(diff)} differ); resume it "
-                "with the same recipe (only budget and executor may change) or start a new run"
-            )
-    problem, strategy = build(recipe)
-    if not resume:
-        name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        info = {**problem.info(), **provenance(), "strategy": strategy_info(strategy)}
-        run = storage.create_run(name, problem.objectives, {"recipe": recipe.to_dict()}, info)
-    ex = dict(recipe.executor)
-    kind = ex.pop("name", "local")
-    executor = make_executor(kind, **ex)
-    storage.update_run(run.id, info={"executor": executor.describe()})
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    with contextlib.ExitStack() as stack:
+        if resume:
+            run = _resume_target(storage, resume)
+            stack.enter_context(RunLock(storage, run.id, run.name))  # a live driver: a clear refusal
+            old, new = run.config.get("recipe") or {}, recipe.to_dict()
+            diff = [k for k in _SEARCH_KEYS if k in old and old[k] != new[k]]
+            if diff:
+                raise ConfigError(
+                    f"run {run.name} was started with a different recipe ({', '.join(diff)} differ); resume it "
+                    "with the same recipe (only budget and executor may change) or start a new run"
+                )
+        problem, strategy = build(recipe)
+        if not resume:
+            name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            info = {**problem.info(), **provenance(), "strategy": strategy_info(strategy)}
+            run = storage.create_run(name, problem.objectives, {"recipe": recipe.to_dict()}, info)
+            stack.enter_context(RunLock(storage, run.id, run.name))
+        ex = dict(recipe.executor)
+        kind = ex.pop("name", "local")
+        executor = make_executor(kind, **ex)
+        stack.callback(executor.shutdown)
+        storage.update_run(run.id, info={"executor": executor.describe()})
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        done = sum(1 for t in run.trials() if t.status in ("COMPLETE", "FAILED"))
-        bar = tqdm(total=recipe.budget, initial=done, desc=f"search {run.name}", unit="arch")
+            done = sum(1 for t in run.trials() if t.status in ("COMPLETE", "FAILED"))
+            bar = tqdm(total=recipe.budget, initial=done, desc=f"search {run.name}", unit="arch")
+            stack.callback(bar.close)
 
-    def _tick(trial):
-        if bar is not None and trial.status in ("COMPLETE", "FAILED"):
-            bar.update(1)
-            bar.set_postfix(front=len(run.pareto_front()) if trial.status == "COMPLETE" else None)
-        if on_trial:
-            on_trial(trial)
+        def _tick(trial):
+            if bar is not None and trial.status in ("COMPLETE", "FAILED"):
+                bar.update(1)
+                bar.set_postfix(front=len(run.pareto_front()) if trial.status == "COMPLETE" else None)
+            if on_trial:
+                on_trial(trial)
 
-    try:
         return run_search(problem, strategy, run, recipe.budget, executor, resume=bool(resume), on_trial=_tick)
-    finally:
-        executor.shutdown()
-        if bar is not None:
-            bar.close()
