@@ -294,3 +294,20 @@ def test_the_fixtures_are_valid_where_not_broken(fx, capsys, bench_csv):
     assert main(["fit-table", "--space", "nb201:cifar100", "--target-column", "pi5_onnx_latency_ms", "--train", "20",
                  "--measurements", str(folder / "small.csv"), "--prior", "none"]) == 0
     assert main(["report", "ok-run", "--storage", names["db"], "--out", str(folder / "rp_ok.md")]) == 0
+
+
+def test_a_search_whose_trials_all_fail_stops_loudly(fx, capsys, bench_csv):
+    """Issue 13 item 3: the first 3 evaluations failing alike stop the search; the run is marked FAILED."""
+    from hwnas.storage import open_storage
+
+    folder, names = fx
+    table = str(folder / "tables" / "no_entries.json")
+    assert main(["search", str(folder / "rec" / "ok.yaml"), "--storage", names["db"], "--quiet", "--budget", "20",
+                 "--table", table, "--name", "empty-table"]) == 2
+    assert "first 3 evaluations all failed" in capsys.readouterr().err
+    run = open_storage(names["db"]).get_run("empty-table")
+    assert run.status == "FAILED" and len(run.trials("FAILED")) == 3 and "no entry" in run.info["stop_reason"]
+    # different errors each time (archs missing from a 60-row table): the search runs its budget, then fails
+    assert main(["bench", "--budget", "8", "--seeds", "1", "--strategies", "random",
+                 "--table", str(folder / "small.csv")]) == 2
+    assert "all 8 evaluations failed" in capsys.readouterr().err

@@ -255,6 +255,8 @@ class _Loop:
         while True:
             reason = ""
             while self.executor.has_capacity():
+                if self.failure():
+                    break
                 if self.evaluated + len(self.inflight) >= self.budget:
                     reason = "budget"
                     break
