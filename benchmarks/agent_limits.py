@@ -51,8 +51,12 @@ def run(argv: list[str] | None = None) -> int:
 
     conv = export_onnx_bytes(torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU()),
                              (1, 3, 32, 32))
+    big = (64, 3, 128, 128)  # 3.1 M input elements: under the default cap of 4 Mi
+    conv_big = export_onnx_bytes(torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU()), big)
     wide = export_onnx_bytes(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
-                                                 torch.nn.Conv2d(64, 64, 3, padding=1)), (1, 3, 32, 32))
+                                                 torch.nn.Conv2d(64, 64, 3, padding=1)), big)
+    mid = export_onnx_bytes(torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
+                                                torch.nn.Conv2d(32, 32, 3, padding=1)), (32, 3, 128, 128))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HWNAS_AGENT_TOKEN": TOKEN, "OMP_NUM_THREADS": "1"}
     agent = subprocess.Popen([sys.executable, "-m", "hwnas.devices.agent", "serve", "--port", "0", "--quiet"],
                              stderr=subprocess.PIPE, text=True, env=env)
@@ -63,11 +67,11 @@ def run(argv: list[str] | None = None) -> int:
         cases = [
             ("audit: batch 2048 x 3x224x224 (93-byte query)", conv, "batch_size=2048&input_shape=3,224,224"),
             ("audit: repeats=100000", conv, "repeats=100000&input_shape=3,32,32"),
-            ("largest default input: batch 64 x 3x128x128 (3.1 M elements), conv 3->16",
-             conv, "batch_size=64&input_shape=3,128,128&repeats=50&warmup=1"),
-            ("largest default input, conv 3->64->64", wide, "batch_size=64&input_shape=3,128,128&repeats=50&warmup=1"),
-            ("1000 repeats of the wide net at batch 64 (lock capped at 60 s)", wide,
-             "batch_size=64&input_shape=3,128,128&repeats=1000&warmup=0&measure_memory=0"),
+            ("largest default input: 64x3x128x128 (3.1 M elements), conv 3->16",
+             conv_big, "repeats=50&warmup=1"),
+            ("largest default input, conv 3->64->64", wide, "repeats=50&warmup=1"),
+            ("1000 repeats of conv 3->32->32 on 32x3x128x128 (lock capped at 60 s)", mid,
+             "repeats=1000&warmup=0&measure_memory=0"),
         ]
         rows = []
         for name, model, query in cases:

@@ -380,3 +380,17 @@ def test_port_in_use_and_token_sources(capsys, monkeypatch, tmp_path):
     (tmp_path / "empty").write_text("")
     assert main(["agent", "serve", "--token-file", str(tmp_path / "empty")]) == 2
     assert "is empty" in capsys.readouterr().err
+
+
+def test_a_model_over_the_memory_cap_is_refused(tmp_path):
+    # a 64->64 conv on 16x3x128x128 needs 64 MiB per activation: over a 32 MiB arena. The arena is
+    # process-wide (one agent per process), so this agent runs in its own process.
+    model = export_onnx_bytes(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1),
+                                                  torch.nn.Conv2d(64, 64, 3, padding=1)), (16, 3, 128, 128))
+    (tmp_path / "m.onnx").write_bytes(model)
+    code = ("import sys, pathlib; from hwnas.devices.agent import measure_request, AgentLimits, AgentRequestError\n"
+            f"m = pathlib.Path({str(tmp_path / 'm.onnx')!r}).read_bytes()\n"
+            "try:\n    measure_request(m, {'warmup': ['0']}, AgentLimits(max_arena_bytes=32 * 2**20))\n"
+            "except AgentRequestError as e:\n    print(e.status, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.startswith("413 the model needs more memory than the agent's cap of 32 MiB"), out

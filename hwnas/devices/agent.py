@@ -39,10 +39,12 @@ class AgentLimits:
     """Per-request caps (the operator raises them with `serve` flags) and connection handling.
 
     Defaults keep one request under ~1 GiB of memory (64 MiB upload, 4 Mi input elements = 16 MiB of
-    float32 per feed, batch <= 64) and the measurement lock under 60 s.
+    float32 per feed, batch <= 64, a 640 MiB ONNX Runtime arena for the model's tensors) and the
+    measurement lock under 60 s.
     """
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_arena_bytes: int = 640 * 2**20
     max_input_elements: int = 4 * 2**20
     max_batch_size: int = 64
     max_warmup: int = 1000
@@ -175,6 +177,8 @@ _ORT_STATUS = re.compile(r"\b([A-Z][A-Z_]{3,})\b")
 def _safe_error(exc: Exception) -> str:
     """What went wrong, without the runtime's detail text (it can hold tensor contents and host paths)."""
     text = str(exc)
+    if ":" not in text:  # the agent's own message (a cap or the deadline), nothing from the runtime
+        return text
     head = text.split(":", 1)[0].strip()  # our own prefix, e.g. "ONNX Runtime could not load the model"
     status = _ORT_STATUS.search(text.split(":", 1)[1] if ":" in text else "")
     code = f" ({status.group(1)})" if status else ""
@@ -238,8 +242,12 @@ def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimit
     try:
         m = ort_measure(body, shape, threads=threads, graph_optimization=opt, warmup=warmup, repeats=repeats,
                         batch_size=batch_size, measure_memory=memory, max_s=limits.max_request_s,
-                        max_input_elements=limits.max_input_elements)
+                        max_input_elements=limits.max_input_elements, arena_max_bytes=limits.max_arena_bytes)
     except ProfilerError as exc:
+        if "bfc_arena" in str(exc).lower() or "available memory of" in str(exc).lower():
+            raise AgentRequestError(
+                413, f"the model needs more memory than the agent's cap of {limits.max_arena_bytes // 2**20} MiB "
+                     "for one request's tensors (the operator can raise it with `serve --max-arena-mb`)") from None
         raise AgentRequestError(422, _safe_error(exc)) from None
     return {"agent_schema": AGENT_SCHEMA_VERSION, "measurement": m.to_dict()}
 
@@ -408,6 +416,7 @@ def serve(host: str, port: int, token: str, max_upload_bytes: int | None = None,
 
 _LIMIT_FLAGS = {  # flag -> (AgentLimits field, type, unit scale)
     "--max-upload-mb": ("max_upload_bytes", float, 2**20),
+    "--max-arena-mb": ("max_arena_bytes", float, 2**20),
     "--max-input-elements": ("max_input_elements", int, 1),
     "--max-batch-size": ("max_batch_size", int, 1),
     "--max-warmup": ("max_warmup", int, 1),
@@ -453,11 +462,11 @@ def _token(args: argparse.Namespace) -> str:
 def limits_from_args(args: argparse.Namespace) -> AgentLimits:
     """AgentLimits from the `serve` flags; a non-positive value is a clear error."""
     values = {}
-    for flag, (name, kind, scale) in _LIMIT_FLAGS.items():
+    for flag, (name, _kind, scale) in _LIMIT_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is None or not value > 0 or value != value:
             raise AgentSetupError(f"{flag} must be a positive number, got {value}")
-        values[name] = kind(value * scale)
+        values[name] = type(getattr(AgentLimits, name))(value * scale)
     return AgentLimits(**values)
 
 
