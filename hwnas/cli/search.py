@@ -26,7 +26,6 @@ def _existing_storage(url: str):
     return open_storage(url)
 
 
-
 def _front_text(run) -> str:
     names = [o.name for o in run.objectives]
     knee = run.knee()
