@@ -284,11 +284,9 @@ def test_refused_counts_leave_no_run_in_the_journal(fx, capsys):
     assert not (folder / "nonexist_dir").exists()  # reading a missing journal creates nothing
 
 
-def test_the_fixtures_are_valid_where_not_broken(fx, capsys, bench_csv):
+def test_the_fixtures_are_valid_where_not_broken(fx, capsys):
     """The unbroken copies work, so each case fails for the one thing it breaks."""
     folder, names = fx
-    assert main(["bench", "--budget", "10", "--seeds", "1", "--strategies", "random", "--table", str(bench_csv),
-                 "--plot", str(folder / "bench.png")]) == 0
     assert main(["search", str(folder / "rec" / "ok.yaml"), "--storage", names["db"], "--quiet",
                  "--table", str(folder / "tables" / "copy-nb201.json")]) == 0
     assert main(["fit-table", "--space", "nb201:cifar100", "--target-column", "pi5_onnx_latency_ms", "--train", "20",

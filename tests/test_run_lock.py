@@ -39,7 +39,7 @@ def _set_lock(url: str, run_id: str, pid: int, host: str, age_s: float) -> None:
     db.close()
 
 
-def test_a_second_driver_is_refused_and_the_lock_is_released(journal):
+def test_a_second_driver_is_refused_and_the_lock_is_released(journal, capsys):
     _, url = journal
     storage = open_storage(url)
     run = storage.get_run("first")
@@ -49,6 +49,8 @@ def test_a_second_driver_is_refused_and_the_lock_is_released(journal):
         assert holder.pid == os.getpid() and holder.host == socket.gethostname()
         with pytest.raises(RunLockedError, match=f"process {os.getpid()} on {socket.gethostname()}"):
             RunLock(open_storage(url), run.id, run.name).acquire()
+        assert main(["runs", "--storage", url, "--json"]) == 0
+        assert f'"driver": "pid {os.getpid()} on {socket.gethostname()}"' in capsys.readouterr().out
     with RunLock(storage, run.id):
         pass
 

@@ -84,18 +84,26 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    import time
+
+    from hwnas.storage.lock import STALE_AFTER_S, lock_holder
+
     storage = _existing_storage(args.storage)
     rows = []
     for info in storage.list_runs():
         trials = storage.trials(info.id)
+        holder = lock_holder(storage, info.id)
+        live = holder is not None and not holder.stale(time.time(), STALE_AFTER_S)
         rows.append({
             "id": info.id, "name": info.name, "status": info.status, "created": info.created,
             "strategy": (info.info.get("strategy") or {}).get("name"),
             "objectives": [o.name for o in info.objectives],
             "trials": len(trials), "complete": sum(t.status == "COMPLETE" for t in trials),
+            "driver": f"pid {holder.pid} on {holder.host}" if live else None,
         })
     text = "\n".join(
         f"{r['id']}  {r['name']:<40} {r['status']:<9} {r['strategy'] or '':<7} {r['complete']}/{r['trials']} complete"
+        + (f"  (driven by {r['driver']})" if r["driver"] else "")
         for r in rows
     ) or f"no runs in {storage.url}"
     emit(rows, args.json, text)
