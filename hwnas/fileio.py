@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,13 +30,69 @@ def read_csv_rows(
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = list(reader.fieldnames or [])
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise ConfigError(f"{what} {path} has no column {missing[0]!r}; columns: {', '.join(columns)}")
-        return list(reader), columns
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            columns = list(reader.fieldnames or [])
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise ConfigError(f"{what} {path} has no column {missing[0]!r}; columns: {', '.join(columns)[:300]}")
+            return list(reader), columns
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{what} {path} is not a text CSV (UTF-8, comma-separated): {exc}") from None
+
+
+def csv_number(row: dict[str, str], column: str, where: str, positive: bool = False) -> float:
+    """The finite number in `row[column]` (> 0 with `positive`); `where` names the file and line."""
+    raw = row.get(column)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {column}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {column} is {raw!r}; every value must be a finite number")
+    if positive and value <= 0:
+        raise ConfigError(f"{where}: {column}={raw!r} must be > 0 (a latency or cost)")
+    return value
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+          list: "a list"}
+
+
+def typed(value: Any, kind: type, name: str, where: str) -> Any:
+    """`value` if it has the type `kind` (an int is a float too; a bool is neither), else a ConfigError
+    naming the field, the expected type and the file."""
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise ConfigError(f"{where}: {name} must be {_KINDS.get(kind, kind.__name__)}, "
+                          f"got {value!r} ({type(value).__name__})")
+    return float(value) if kind is float else value
+
+
+def check_output_path(path: str | os.PathLike[str], what: str, folder: bool = False) -> Path:
+    """Fail before any work when `path` cannot be written: a file (or, with `folder`, a folder) whose
+    nearest existing ancestor must be a writable directory, and which is not of the other kind."""
+    path = Path(path)
+    if path.exists() and folder and not path.is_dir():
+        raise ConfigError(f"{what} {path} exists and is not a folder; pass a new or existing folder")
+    if path.exists() and not folder and path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory; pass a file path such as {path / 'out'}")
+    parent = path if folder and path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {path} cannot be written: {parent} is not a directory")
+    import tempfile
+
+    try:  # a probe file (removed at once): permission bits alone do not tell, e.g. for root or in /proc
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be written: {exc.strerror or exc} in {parent}") from None
+    return path
 
 
 def read_json(path: str | os.PathLike[str], error: type[HwnasError], what: str, fix: str) -> Any:

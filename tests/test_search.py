@@ -87,13 +87,17 @@ def test_constraints_filter_before_training_and_weights_are_saved(tmp_path):
     assert run.table_sha256 and run.info["latency_table"]["device"]
 
 
-def test_failed_candidates_are_recorded_and_the_run_goes_on():
-    # every training job raises in the worker process (unknown dataset): recorded FAILED, search continues
+def test_failed_candidates_are_recorded_and_a_broken_setup_stops_loudly():
+    # every training job raises in the worker process (unknown dataset): each is recorded FAILED, and
+    # after 3 alike the search stops with that error (issue 13) instead of finishing with an empty front
+    from hwnas.search.runner import SearchFailedError
+
     problem = ArchProblem("mobile", ["accuracy", "latency_ms"], (), TABLE, "no-such-dataset", {"epochs": 1})
     run = MemoryStorage().create_run("f", problem.objectives, {}, {})
     with make_executor("local", workers=1, threads_per_worker=1) as ex:
-        result = run_search(problem, make_strategy("re", problem.space, 2, 0), run, 3, ex)
-    assert result.stop_reason == "budget" and result.evaluated == 3
+        with pytest.raises(SearchFailedError, match="first 3 evaluations all failed.*no-such-dataset"):
+            run_search(problem, make_strategy("re", problem.space, 2, 0), run, 10, ex)
+    assert run.status == "FAILED"
     failed = run.trials("FAILED")
     assert len(failed) == 3 and all("unknown dataset 'no-such-dataset'" in t.error for t in failed)
     assert all(t.values["latency_ms"] > 0 for t in failed)  # cheap values are kept

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.errors import ConfigError, HwnasError
-from hwnas.fileio import read_csv_rows, sha256_file
+from hwnas.fileio import csv_number, read_csv_rows, sha256_file
 from hwnas.objectives import Objective
 from hwnas.pareto import non_dominated_mask
 from hwnas.search.problem import Problem
@@ -39,14 +39,18 @@ class TabularBenchmark(Problem):
         if not rows:
             raise ConfigError(f"benchmark table {self.path} has no rows")
         self.values: dict[str, tuple[float, float]] = {}
-        for i, row in enumerate(rows):
+        lines: dict[str, int] = {}
+        for line, row in enumerate(rows, start=2):
+            where = f"benchmark table {self.path} line {line}"
             try:
-                arch = self.space.parse(row[arch_column])
-                acc, lat = float(row[accuracy_column]), float(row[latency_column])
-            except (HwnasError, ValueError) as exc:
-                raise ConfigError(f"{self.path} row {i + 2}: {exc}") from exc
-            if not (np.isfinite(acc) and np.isfinite(lat)):
-                continue
+                arch = self.space.parse(row[arch_column] or "")
+            except HwnasError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            acc = csv_number(row, accuracy_column, where)
+            lat = csv_number(row, latency_column, where, positive=True)
+            if arch.id in lines:
+                raise ConfigError(f"{where}: arch {arch} is already on line {lines[arch.id]}; keep one row per arch")
+            lines[arch.id] = line
             self.values[arch.id] = (acc, lat)
         F = self.minimized_matrix()
         self.true_front = F[non_dominated_mask(F)]

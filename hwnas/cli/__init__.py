@@ -31,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HwnasError as exc:
-        print(f"hwnas: error: {exc}", file=sys.stderr)
+        print("hwnas: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
+        return 2
+    except OSError as exc:  # a file or folder the checks up front could not foresee
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"hwnas: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwnas: interrupted", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas.cli.output import add_json_flag, emit
+from hwnas.cli.output import add_json_flag, check_counts, emit
 from hwnas.metrics import arch_cost
 from hwnas.spaces import SPACES, get_space
 from hwnas.train import DATASETS, TrainConfig, train_arch
@@ -34,6 +34,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    check_counts(args, n=1)
     space = get_space(args.space)
     archs = [space.sample(args.seed * 1_000_003 + i) for i in range(args.n)]
     emit([{"arch": str(a), "id": a.id} for a in archs], args.json, "\n".join(map(str, archs)))
@@ -48,6 +49,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    check_counts(args, epochs=1, batch_size=1)
     arch = get_space(args.space).parse(args.arch)
     DATASETS.get(args.dataset)  # fail fast on an unknown dataset name
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)

@@ -6,6 +6,7 @@ import argparse
 
 from hwnas.cli.output import add_json_flag, emit
 from hwnas.errors import HwnasError
+from hwnas.fileio import check_output_path
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -13,6 +14,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hwnas.export.picks import parse_pick
 
     EXPORTERS.get(args.format)  # unknown formats fail first
+    check_output_path(args.out, "--out", folder=True)
     if args.run:
         if args.space:
             raise HwnasError("--space is for single archs; with --run the space comes from the run")

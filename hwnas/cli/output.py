@@ -23,3 +23,14 @@ def emit(data: Any, as_json: bool, text: str | None = None) -> None:
         width = max((len(str(k)) for k in data), default=0)
         text = "\n".join(f"{k:<{width}}  {v}" for k, v in data.items())
     print(text if text is not None else data)
+
+
+def check_counts(args: argparse.Namespace, **minimums: int) -> None:
+    """Refuse a count flag below its minimum (e.g. `check_counts(args, rounds=1, calibrate=0)`)
+    before any work starts, so nothing (not even an empty run) is left behind."""
+    from hwnas.errors import ConfigError
+
+    for dest, low in minimums.items():
+        value = getattr(args, dest, None)
+        if value is not None and value < low:
+            raise ConfigError(f"--{dest.replace('_', '-')} must be >= {low}, got {value}")

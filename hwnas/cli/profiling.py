@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from hwnas.cli.output import add_json_flag, emit
+from hwnas.cli.output import add_json_flag, check_counts, emit
+from hwnas.fileio import check_output_path
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -15,6 +16,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from hwnas.latency.builder import build_table, calibrate
     from hwnas.spaces import get_space
 
+    check_counts(args, rounds=1, calibrate=0)
+    check_output_path(args.out, "--out table")
     spec = load_device(args.device)
     space = get_space(args.space)
     profiler = get_profiler(spec)
@@ -48,8 +51,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from hwnas.latency import LatencyTable
     from hwnas.latency.validation import validate_table
 
+    check_counts(args, samples=2, rounds=1)
     table = LatencyTable.load(args.table)
     plot = args.plot or str(Path(args.table).with_suffix("")) + f"-validate-{args.samples}.png"
+    check_output_path(plot, "--plot")
     result = validate_table(table, args.device, args.samples, seed=args.seed, progress=not args.json,
                             plot=plot, rounds=args.rounds)
     if not args.rows:
@@ -62,6 +67,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_fit_table(args: argparse.Namespace) -> int:
     from hwnas.latency.fit import fit_table_from_csv
 
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_output_path(path, flag)
     result = fit_table_from_csv(
         args.measurements, space=args.space, arch_column=args.arch_column, target_column=args.target_column,
         train=args.train, seed=args.seed, prior=args.prior, out=args.out, plot=args.plot,

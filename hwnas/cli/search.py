@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hwnas.cli.output import add_json_flag, emit
+from hwnas.cli.output import add_json_flag, check_counts, emit
 from hwnas.errors import ConfigError
+from hwnas.fileio import check_output_path
 
 
 def _storage_flag(p: argparse.ArgumentParser) -> None:
@@ -14,6 +15,15 @@ def _storage_flag(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--storage", default=DEFAULT_URL, help=f"run journal URL (default {DEFAULT_URL})")
 
+
+def _existing_storage(url: str):
+    """Open a journal to read from; a missing SQLite file is an error (nothing is created)."""
+    from hwnas.storage import open_storage, sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"no journal at {path}; check --storage (runs are written by `hwnas search`)")
+    return open_storage(url)
 
 
 def _front_text(run) -> str:
@@ -29,7 +39,14 @@ def _front_text(run) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     from hwnas.report import plot_pareto
     from hwnas.search.recipe import execute_recipe, load_recipe
+    from hwnas.storage import sqlite_path
 
+    check_counts(args, budget=1, workers=1)
+    journal = sqlite_path(args.storage)
+    if journal is not None:
+        check_output_path(journal, "--storage journal")
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     recipe = load_recipe(args.recipe)
     executor = dict(recipe.executor)
     if args.executor:
@@ -68,20 +85,26 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from hwnas.storage import open_storage
+    import time
 
-    storage = open_storage(args.storage)
+    from hwnas.storage.lock import STALE_AFTER_S, lock_holder
+
+    storage = _existing_storage(args.storage)
     rows = []
     for info in storage.list_runs():
         trials = storage.trials(info.id)
+        holder = lock_holder(storage, info.id)
+        live = holder is not None and not holder.stale(time.time(), STALE_AFTER_S)
         rows.append({
             "id": info.id, "name": info.name, "status": info.status, "created": info.created,
             "strategy": (info.info.get("strategy") or {}).get("name"),
             "objectives": [o.name for o in info.objectives],
             "trials": len(trials), "complete": sum(t.status == "COMPLETE" for t in trials),
+            "driver": f"pid {holder.pid} on {holder.host}" if live else None,
         })
     text = "\n".join(
         f"{r['id']}  {r['name']:<40} {r['status']:<9} {r['strategy'] or '':<7} {r['complete']}/{r['trials']} complete"
+        + (f"  (driven by {r['driver']})" if r["driver"] else "")
         for r in rows
     ) or f"no runs in {storage.url}"
     emit(rows, args.json, text)
@@ -89,9 +112,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from hwnas.storage import open_storage
-
-    run = open_storage(args.storage).get_run(args.run)
+    run = _existing_storage(args.storage).get_run(args.run)
     data = run.to_dict(with_trials=True)
     text = (f"run {run.name} ({run.id}) {run.status}; trials {data['counts']}\n"
             f"objectives: {', '.join(f'{o.name} ({o.direction})' for o in run.objectives)}\n{_front_text(run)}")
@@ -101,12 +122,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from hwnas.report import plot_pareto, run_report
-    from hwnas.storage import open_storage
 
-    storage = open_storage(args.storage)
+    storage = _existing_storage(args.storage)
     run = storage.get_run(args.run)
     baseline = storage.get_run(args.baseline) if args.baseline else None
-    out = Path(args.out or ((run.artifact_dir or Path(".")) / "report.md"))
+    if baseline is not None and [o.name for o in baseline.objectives] != [o.name for o in run.objectives]:
+        raise ConfigError(
+            f"--baseline {baseline.name} has objectives {', '.join(o.name for o in baseline.objectives)}, run "
+            f"{run.name} has {', '.join(o.name for o in run.objectives)}; compare runs of the same objectives")
+    out = check_output_path(args.out or ((run.artifact_dir or Path(".")) / "report.md"), "--out report")
     plot = None
     if run.pareto_front():
         plot = plot_pareto(run, out.parent / "pareto.png").name
@@ -122,11 +146,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hwnas.search.strategies import STRATEGIES
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise ConfigError(f"--strategies {args.strategies!r} names no strategy; e.g. random,re,nsga2,local")
     for s in strategies:
         STRATEGIES.get(s)
-    if args.seeds < 1 or args.budget < 1:
-        raise ConfigError("--seeds and --budget must be >= 1")
+    check_counts(args, seeds=1, budget=1)
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     bench = TabularBenchmark(args.table, args.accuracy_column, args.latency_column, args.arch_column, args.space)
+    if args.budget > len(bench.values):
+        raise ConfigError(f"--budget {args.budget} is more than the {len(bench.values)} archs in {args.table}; "
+                          f"use --budget <= {len(bench.values)}")
     checkpoints = [b for b in DEFAULT_CHECKPOINTS if b <= args.budget]
     if args.budget not in checkpoints:
         checkpoints.append(args.budget)

@@ -1,19 +1,27 @@
 """The on-device agent: an HTTP server that times uploaded ONNX models (needs only onnxruntime + numpy).
 
-Run on the target: `python -m hwnas.devices.agent serve --port 8765 --token T` (or `hwnas agent serve`).
-Protocol (schema 1): `GET /info` -> host fingerprint; `POST /measure?threads=..&warmup=..&repeats=..`
-`&graph_optimization=..&batch_size=..&input_shape=C,H,W` with the ONNX bytes as body -> Measurement JSON.
-Every request needs `Authorization: Bearer <token>`. Only ONNX protobuf is accepted (never pickle).
+Run on the target: `HWNAS_AGENT_TOKEN=T python -m hwnas.devices.agent serve --port 8765` (or `hwnas agent
+serve`; the token may also come from `--token-file`). Protocol (schema 1): `GET /info` -> host fingerprint;
+`POST /measure?threads=..&warmup=..&repeats=..&graph_optimization=..&batch_size=..&input_shape=C,H,W` with
+the ONNX bytes as body -> Measurement JSON. Every request needs `Authorization: Bearer <token>`.
+The agent touches nothing but the model it was sent: only self-contained ONNX protobuf is accepted (no
+pickle, no external data or other file references), inputs, repeats and time per request are capped
+(`AgentLimits`), and error messages carry no tensor contents and no host paths.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hmac
 import json
 import os
 import platform
+import re
+import socket
 import sys
+import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -22,6 +30,34 @@ AGENT_SCHEMA_VERSION = 1
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
 LOOPBACK = "127.0.0.1"
+LOOPBACK_HOSTS = (LOOPBACK, "localhost", "::1")
+TOKEN_ENV = "HWNAS_AGENT_TOKEN"
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """Per-request caps (the operator raises them with `serve` flags) and connection handling.
+
+    Defaults keep one request under ~1 GiB of memory (64 MiB upload, 4 Mi input elements = 16 MiB of
+    float32 per feed, batch <= 64, a 640 MiB ONNX Runtime arena for the model's tensors) and the
+    measurement lock under 60 s.
+    """
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_arena_bytes: int = 640 * 2**20
+    max_input_elements: int = 4 * 2**20
+    max_batch_size: int = 64
+    max_warmup: int = 1000
+    max_repeats: int = 1000
+    max_request_s: float = 60.0
+    max_connections: int = 16
+    socket_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{f.name.replace('_', '-')} must be a positive number, got {value!r}")
 
 
 class AgentRequestError(Exception):
@@ -56,43 +92,163 @@ def looks_like_onnx(body: bytes) -> bool:
     return len(body) > 8 and body[0] == 0x08
 
 
-def _int_param(q: dict[str, list[str]], key: str, default: int, lo: int, hi: int) -> int:
+# -- file references in an ONNX model (protobuf wire format, no `onnx` package needed) ------------
+# message kind -> {field number: kind of the sub-message}; every place a TensorProto can sit.
+_ONNX_MESSAGES: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "function": {7: "node", 11: "attribute"},
+    "training": {1: "graph", 2: "graph"},
+    "tensor": {},
+}
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 13, 14
+_MAX_NESTING = 64
+
+
+class MalformedModel(ValueError):
+    """The bytes are not well-formed protobuf."""
+
+
+def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if i >= end or shift > 63:
+            raise MalformedModel("truncated varint")
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf: bytes, start: int, end: int):
+    """(field number, wire type, value) of one message; value is an int or a (start, end) span."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i, end)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i, end)
+            yield number, wire, value
+        elif wire == 2:
+            n, i = _varint(buf, i, end)
+            if i + n > end:
+                raise MalformedModel("truncated field")
+            yield number, wire, (i, i + n)
+            i += n
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise MalformedModel(f"unsupported wire type {wire}")
+    if i != end:
+        raise MalformedModel("truncated message")
+
+
+def onnx_file_reference(body: bytes) -> str | None:
+    """Why the model would make ONNX Runtime read a file (external data of any tensor), or None.
+
+    Walks initializers, sparse initializers, attribute tensors, subgraphs, functions and training graphs.
+    Raises MalformedModel on bytes that are not protobuf.
+    """
+    stack = [("model", 0, len(body), 0)]
+    while stack:
+        kind, start, end, depth = stack.pop()
+        if depth > _MAX_NESTING:
+            raise MalformedModel(f"messages nested deeper than {_MAX_NESTING}")
+        children = _ONNX_MESSAGES[kind]
+        for number, wire, value in _fields(body, start, end):
+            if kind == "tensor":
+                if number == _TENSOR_EXTERNAL_DATA:
+                    return "a tensor names external data (a file on the agent's host)"
+                if number == _TENSOR_DATA_LOCATION and wire == 0 and value != 0:
+                    return "a tensor's data_location is EXTERNAL (a file on the agent's host)"
+            elif number in children and wire == 2:
+                stack.append((children[number], value[0], value[1], depth + 1))
+    return None
+
+
+_ORT_STATUS = re.compile(r"\b([A-Z][A-Z_]{3,})\b")
+
+
+def _safe_error(exc: Exception) -> str:
+    """What went wrong, without the runtime's detail text (it can hold tensor contents and host paths)."""
+    text = str(exc)
+    if ":" not in text:  # the agent's own message (a cap or the deadline), nothing from the runtime
+        return text
+    head = text.split(":", 1)[0].strip()  # our own prefix, e.g. "ONNX Runtime could not load the model"
+    status = _ORT_STATUS.search(text.split(":", 1)[1] if ":" in text else "")
+    code = f" ({status.group(1)})" if status else ""
+    return (f"{head}{code}; the agent withholds the runtime's details (they can hold tensor data or host "
+            "paths): run the model locally with onnxruntime to see them")
+
+
+def _int_param(q: dict[str, list[str]], key: str, default: int, lo: int, hi: int, flag: str = "") -> int:
     raw = q.get(key, [str(default)])[0]
     try:
         value = int(raw)
     except ValueError:
-        raise AgentRequestError(400, f"query parameter {key}={raw!r} must be an integer") from None
+        raise AgentRequestError(400, f"query parameter {key}={raw[:40]!r} must be an integer") from None
     if not lo <= value <= hi:
-        raise AgentRequestError(400, f"query parameter {key}={value} must be in [{lo}, {hi}]")
+        raise AgentRequestError(
+            400, f"query parameter {key}={value} must be in [{lo}, {hi}]"
+            + (f" (the agent's operator can raise the cap with `serve {flag}`)" if flag and value > hi else ""))
     return value
 
 
-def measure_request(body: bytes, query: dict[str, list[str]]) -> dict[str, Any]:
-    """Validate a /measure request and time the model with the shared protocol."""
+def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimits | None = None) -> dict[str, Any]:
+    """Validate a /measure request against `limits` and time the model with the shared protocol."""
     from hwnas.devices.ort_runtime import ProfilerError, ort_measure
+    from hwnas.devices.timing import MIN_REPEATS
 
+    limits = limits or AgentLimits()
     if not looks_like_onnx(body):
         raise AgentRequestError(415, "the body is not an ONNX model (expected ONNX protobuf bytes; pickle and "
                                      "other formats are refused)")
+    try:
+        reference = onnx_file_reference(body)
+    except MalformedModel as exc:
+        raise AgentRequestError(422, f"ONNX Runtime could not load the model: not well-formed protobuf ({exc})") from None
+    if reference:
+        raise AgentRequestError(422, f"model refused: {reference}; send a self-contained model (save it without "
+                                     "external data, e.g. onnx.save(model, path, save_as_external_data=False))")
     threads = _int_param(query, "threads", 1, 1, 256)
-    warmup = _int_param(query, "warmup", 10, 0, 10_000)
-    repeats = _int_param(query, "repeats", 50, 50, 100_000)
-    batch_size = _int_param(query, "batch_size", 1, 1, 4096)
+    warmup = _int_param(query, "warmup", 10, 0, limits.max_warmup, "--max-warmup")
+    repeats = _int_param(query, "repeats", MIN_REPEATS, MIN_REPEATS, limits.max_repeats, "--max-repeats")
+    batch_size = _int_param(query, "batch_size", 1, 1, limits.max_batch_size, "--max-batch-size")
     opt = query.get("graph_optimization", ["all"])[0]
     if opt not in GRAPH_OPT_LEVELS:
-        raise AgentRequestError(400, f"graph_optimization={opt!r} must be one of {', '.join(GRAPH_OPT_LEVELS)}")
+        raise AgentRequestError(400, f"graph_optimization={opt[:40]!r} must be one of {', '.join(GRAPH_OPT_LEVELS)}")
     shape = None
     if query.get("input_shape", [""])[0]:
+        raw = query["input_shape"][0]
         try:
-            shape = tuple(int(d) for d in query["input_shape"][0].split(","))
+            shape = tuple(int(d) for d in raw.split(","))
         except ValueError:
             raise AgentRequestError(400, "input_shape must be comma-separated integers, e.g. 3,32,32") from None
+        if not shape or len(shape) > 8 or any(d < 1 for d in shape):
+            raise AgentRequestError(400, "input_shape must be 1 to 8 positive integers, e.g. 3,32,32")
+        elements = batch_size
+        for d in shape:
+            elements *= d
+        if elements > limits.max_input_elements:
+            raise AgentRequestError(
+                413, f"batch_size x input_shape is {elements} input elements, above the agent's cap of "
+                     f"{limits.max_input_elements} (the operator can raise it with `serve --max-input-elements`)")
     memory = query.get("measure_memory", ["1"])[0] not in ("0", "false")
     try:
         m = ort_measure(body, shape, threads=threads, graph_optimization=opt, warmup=warmup, repeats=repeats,
-                        batch_size=batch_size, measure_memory=memory)
+                        batch_size=batch_size, measure_memory=memory, max_s=limits.max_request_s,
+                        max_input_elements=limits.max_input_elements, arena_max_bytes=limits.max_arena_bytes)
     except ProfilerError as exc:
-        raise AgentRequestError(422, str(exc)) from None
+        if "bfc_arena" in str(exc).lower() or "available memory of" in str(exc).lower():
+            raise AgentRequestError(
+                413, f"the model needs more memory than the agent's cap of {limits.max_arena_bytes // 2**20} MiB "
+                     "for one request's tensors (the operator can raise it with `serve --max-arena-mb`)") from None
+        raise AgentRequestError(422, _safe_error(exc)) from None
     return {"agent_schema": AGENT_SCHEMA_VERSION, "measurement": m.to_dict()}
 
 
@@ -101,8 +257,9 @@ class AgentHandler(BaseHTTPRequestHandler):
 
     server_version = "hwnas-agent/1"
     token: str = ""
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    limits: AgentLimits = AgentLimits()
     quiet: bool = False
+    timeout = AgentLimits.socket_timeout_s  # socket timeout: an idle or slow connection is dropped
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         if not self.quiet:
@@ -113,8 +270,19 @@ class AgentHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol errors of the base class (bad request line, unknown method) as JSON, never HTML."""
+        self.close_connection = True
+        if code == 501 and getattr(self, "headers", None) is not None:  # a method without a do_ handler
+            self._handle(self.command)
+            return
+        self._send(code, {"error": f"bad request: {message or code}", "status": code})
 
     def _authorized(self) -> bool:
         got = self.headers.get("Authorization", "")
@@ -125,26 +293,36 @@ class AgentHandler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         try:
             if not self._authorized():
+                self.close_connection = True
                 raise AgentRequestError(401, "missing or wrong token; send `Authorization: Bearer <token>`")
-            if method == "GET" and url.path == "/info":
+            if url.path not in ("/info", "/measure"):
+                raise AgentRequestError(404, f"no endpoint {url.path[:80]}; use GET /info or POST /measure")
+            if (method, url.path) not in (("GET", "/info"), ("POST", "/measure")):
+                self.close_connection = True
+                raise AgentRequestError(405, f"method {method[:20]} is not allowed on {url.path}; "
+                                             "use GET /info or POST /measure")
+            if url.path == "/info":
                 self._send(200, agent_info())
                 return
-            if method == "POST" and url.path == "/measure":
-                length = self.headers.get("Content-Length")
-                if length is None or not length.isdigit():
-                    raise AgentRequestError(411, "a Content-Length header is required")
-                if int(length) > self.max_upload_bytes:
-                    self.close_connection = True
-                    raise AgentRequestError(
-                        413, f"upload of {int(length)} bytes exceeds the agent limit of {self.max_upload_bytes} bytes")
-                body = self.rfile.read(int(length))
-                self._send(200, measure_request(body, parse_qs(url.query)))
-                return
-            raise AgentRequestError(404, f"no endpoint {method} {url.path}; use GET /info or POST /measure")
+            length = self.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                raise AgentRequestError(411, "a Content-Length header is required")
+            if int(length) > self.limits.max_upload_bytes:
+                self.close_connection = True
+                raise AgentRequestError(
+                    413, f"upload of {int(length)} bytes exceeds the agent limit of {self.limits.max_upload_bytes} "
+                         "bytes (the operator can raise it with `serve --max-upload-mb`)")
+            body = self.rfile.read(int(length))
+            if len(body) != int(length):
+                self.close_connection = True
+                raise AgentRequestError(400, "the upload ended before Content-Length bytes arrived")
+            self._send(200, measure_request(body, parse_qs(url.query), self.limits))
         except AgentRequestError as exc:
             self._send(exc.status, {"error": str(exc), "status": exc.status})
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
         except Exception as exc:  # noqa: BLE001 - the agent survives anything a request triggers
-            self._send(500, {"error": f"agent failed: {type(exc).__name__}: {exc}", "status": 500})
+            self._send(500, {"error": f"agent failed: {type(exc).__name__} (details withheld)", "status": 500})
 
     def do_GET(self) -> None:  # noqa: N802
         self._handle("GET")
@@ -153,28 +331,81 @@ class AgentHandler(BaseHTTPRequestHandler):
         self._handle("POST")
 
 
+class AgentServer(ThreadingHTTPServer):
+    """A threading HTTP server with a cap on simultaneous connections (extra ones get a JSON 503)."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            body = json.dumps({"error": "the agent is busy (connection cap reached); retry later",
+                               "status": 503}).encode()
+            try:
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class AgentSetupError(ValueError):
+    """The agent cannot start with the given host, port, token or limits."""
+
+
 def make_server(host: str = LOOPBACK, port: int = 0, token: str = "",
-                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, quiet: bool = False) -> ThreadingHTTPServer:
+                max_upload_bytes: int | None = None, quiet: bool = False,
+                limits: AgentLimits | None = None) -> AgentServer:
     """A ready-to-serve agent (port 0 picks a free port: read `server.server_address`)."""
     if not token:
-        raise ValueError("the agent needs a token: pass --token or set HWNAS_AGENT_TOKEN")
+        raise AgentSetupError(f"the agent needs a token: set {TOKEN_ENV} or pass --token-file (or --token)")
+    limits = limits or AgentLimits()
+    if max_upload_bytes is not None:
+        limits = dataclasses.replace(limits, max_upload_bytes=int(max_upload_bytes))
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise AgentSetupError(f"--port {port} is not a TCP port; use 1-65535 (0 picks a free one)")
     handler = type("BoundAgentHandler", (AgentHandler,),
-                   {"token": token, "max_upload_bytes": int(max_upload_bytes), "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+                   {"token": token, "limits": limits, "quiet": quiet, "timeout": limits.socket_timeout_s})
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise AgentSetupError(f"--host {host!r} is not an address of this machine ({exc.strerror}); "
+                              f"use {LOOPBACK} (default), ::1 or 0.0.0.0") from None
+    server_cls = type("BoundAgentServer", (AgentServer,), {"address_family": family})
+    try:
+        return server_cls((host, port), handler, limits.max_connections)
+    except OSError as exc:
+        raise AgentSetupError(f"cannot listen on {host} port {port}: {exc.strerror or exc}; "
+                              "pick another --port or --host") from None
 
 
-def serve(host: str, port: int, token: str, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-          quiet: bool = False) -> None:
+def serve(host: str, port: int, token: str, max_upload_bytes: int | None = None,
+          quiet: bool = False, limits: AgentLimits | None = None) -> None:
     """Serve until interrupted."""
-    server = make_server(host, port, token, max_upload_bytes, quiet)
+    server = make_server(host, port, token, max_upload_bytes, quiet, limits)
     h, p = server.server_address[:2]
-    if host not in (LOOPBACK, "localhost", "::1"):
+    if host not in LOOPBACK_HOSTS:
         print(f"hwnas agent: warning: listening on {h}, reachable from the network (token-protected)",
               file=sys.stderr)
-    print(f"hwnas agent: serving on http://{h}:{p} (max upload {max_upload_bytes} bytes)", file=sys.stderr,
-          flush=True)
+    lim = server.RequestHandlerClass.limits
+    print(f"hwnas agent: serving on http://{h}:{p} (max upload {lim.max_upload_bytes} bytes, "
+          f"{lim.max_request_s:g} s per request, {lim.max_connections} connections)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -183,20 +414,70 @@ def serve(host: str, port: int, token: str, max_upload_bytes: int = DEFAULT_MAX_
         server.server_close()
 
 
+_LIMIT_FLAGS = {  # flag -> (AgentLimits field, type, unit scale)
+    "--max-upload-mb": ("max_upload_bytes", float, 2**20),
+    "--max-arena-mb": ("max_arena_bytes", float, 2**20),
+    "--max-input-elements": ("max_input_elements", int, 1),
+    "--max-batch-size": ("max_batch_size", int, 1),
+    "--max-warmup": ("max_warmup", int, 1),
+    "--max-repeats": ("max_repeats", int, 1),
+    "--max-request-s": ("max_request_s", float, 1),
+    "--max-connections": ("max_connections", int, 1),
+    "--socket-timeout-s": ("socket_timeout_s", float, 1),
+}
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=LOOPBACK, help="address to bind (default loopback only)")
+    p.add_argument("--host", default=LOOPBACK, help="address to bind (default loopback only; ::1 for IPv6)")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN", ""),
-                   help="shared secret clients must send (default $HWNAS_AGENT_TOKEN)")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20)
+    p.add_argument("--token-file", help="file whose first line is the shared secret clients must send")
+    p.add_argument("--token", help=f"shared secret (visible in `ps`: prefer ${TOKEN_ENV} or --token-file)")
+    defaults = AgentLimits()
+    for flag, (name, kind, scale) in _LIMIT_FLAGS.items():
+        default = getattr(defaults, name) / scale
+        p.add_argument(flag, type=kind, default=kind(default), help=f"per-request cap (default {kind(default):g})")
     p.add_argument("--quiet", action="store_true", help="do not log requests")
 
 
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as fh:
+                token = fh.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AgentSetupError(f"cannot read --token-file {args.token_file}: {exc}") from None
+        if not token:
+            raise AgentSetupError(f"--token-file {args.token_file} is empty; write the token on its first line")
+        return token
+    if args.token:
+        print(f"hwnas agent: warning: a token on the command line shows in `ps`; prefer {TOKEN_ENV} or "
+              "--token-file", file=sys.stderr)
+        return str(args.token)
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise AgentSetupError(f"a token is required: set {TOKEN_ENV}, or pass --token-file FILE (or --token T)")
+    return token
+
+
+def limits_from_args(args: argparse.Namespace) -> AgentLimits:
+    """AgentLimits from the `serve` flags; a non-positive value is a clear error."""
+    values = {}
+    for flag, (name, _kind, scale) in _LIMIT_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is None or not value > 0 or value != value:
+            raise AgentSetupError(f"{flag} must be a positive number, got {value}")
+        values[name] = type(getattr(AgentLimits, name))(value * scale)
+    return AgentLimits(**values)
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    if not args.token:
-        print("hwnas agent: error: a token is required: pass --token T or set HWNAS_AGENT_TOKEN", file=sys.stderr)
+    try:
+        token = _token(args)
+        limits = limits_from_args(args)
+        serve(args.host, args.port, token, quiet=args.quiet, limits=limits)
+    except AgentSetupError as exc:
+        print(f"hwnas agent: error: {exc}", file=sys.stderr)
         return 2
-    serve(args.host, args.port, args.token, int(args.max_upload_mb * 2**20), args.quiet)
     return 0
 
 

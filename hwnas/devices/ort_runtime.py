@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,33 @@ _OPT = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "
         "all": "ORT_ENABLE_ALL"}
 
 
+_ENV_ARENA_BYTES: list[int] = []  # the process-wide capped CPU arena, registered once
+
+
+def _capped_arena(max_bytes: int) -> None:
+    """Register a CPU arena of at most `max_bytes` in the ONNX Runtime environment (once per process)."""
+    ort = _ort()
+    if not _ENV_ARENA_BYTES:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(int(max_bytes), -1, -1, -1))
+        _ENV_ARENA_BYTES.append(int(max_bytes))
+    elif _ENV_ARENA_BYTES[0] != int(max_bytes):
+        raise ProfilerError(f"this process already capped the ONNX Runtime arena at {_ENV_ARENA_BYTES[0]} bytes")
+
+
 def ort_session(model_bytes: bytes, threads: int, graph_optimization: str = "all",
-                providers: tuple[str, ...] = ("CPUExecutionProvider",), arena: bool = True):
-    """An InferenceSession with fixed threads (inter-op 1, sequential) and the given optimization level."""
+                providers: tuple[str, ...] = ("CPUExecutionProvider",), arena: bool = True,
+                arena_max_bytes: int | None = None):
+    """An InferenceSession with fixed threads (inter-op 1, sequential) and the given optimization level.
+
+    `arena_max_bytes` (CPU only) makes the session allocate its tensors from a process-wide arena of at
+    most that many bytes: a model needing more fails to run instead of growing the process.
+    """
     ort = _ort()
     so = ort.SessionOptions()
+    if arena and arena_max_bytes is not None and providers[0] == "CPUExecutionProvider":
+        _capped_arena(arena_max_bytes)
+        so.add_session_config_entry("session.use_env_allocators", "1")
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -64,22 +87,28 @@ _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tens
                "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
 
 
-def make_feed(session, input_shape: tuple[int, ...] | Feed | None, batch_size: int) -> Feed:
-    """Random inputs (seeded) for a session: per-sample shape for a single input, or the model's own shapes."""
+def make_feed(session, input_shape: tuple[int, ...] | Feed | None, batch_size: int,
+              max_elements: int | None = None) -> Feed:
+    """Random inputs (seeded) for a session: per-sample shape for a single input, or the model's own shapes.
+
+    `max_elements` caps the total input elements (checked before anything is allocated).
+    """
     if isinstance(input_shape, dict):
         return {k: np.asarray(v) for k, v in input_shape.items()}
     inputs = session.get_inputs()
-    rng = np.random.default_rng(0)
-    feed = {}
+    shapes = []
     for i, inp in enumerate(inputs):
         if input_shape is not None and i == 0:
-            shape = (batch_size, *tuple(input_shape))
+            shapes.append((batch_size, *tuple(input_shape)))
         else:
-            shape = tuple(d if isinstance(d, int) and d > 0 else (batch_size if j == 0 else 1)
-                          for j, d in enumerate(inp.shape))
-        dtype = _ORT_DTYPES.get(inp.type, np.float32)
-        feed[inp.name] = rng.standard_normal(shape).astype(dtype)
-    return feed
+            shapes.append(tuple(d if isinstance(d, int) and d > 0 else (batch_size if j == 0 else 1)
+                                for j, d in enumerate(inp.shape)))
+    total = sum(int(np.prod(s, dtype=object)) for s in shapes)
+    if max_elements is not None and total > max_elements:
+        raise ProfilerError(f"the model's inputs need {total} elements, above the cap of {max_elements}")
+    rng = np.random.default_rng(0)
+    return {inp.name: rng.standard_normal(shape).astype(_ORT_DTYPES.get(inp.type, np.float32))
+            for inp, shape in zip(inputs, shapes)}
 
 
 def bound_runner(session, feed: Feed):
@@ -104,17 +133,31 @@ def bound_runner(session, feed: Feed):
 
 def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, *, threads: int,
                 graph_optimization: str, warmup: int, repeats: int, batch_size: int = 1,
-                providers: tuple[str, ...] = ("CPUExecutionProvider",), measure_memory: bool = True) -> Measurement:
-    """Time an ONNX model in ONNX Runtime; memory from a second, arena-off session's peak RSS."""
+                providers: tuple[str, ...] = ("CPUExecutionProvider",), measure_memory: bool = True,
+                max_s: float | None = None, max_input_elements: int | None = None,
+                arena_max_bytes: int | None = None) -> Measurement:
+    """Time an ONNX model in ONNX Runtime; memory from a second, arena-off session's peak RSS.
+
+    `max_s` caps the seconds spent holding the measurement lock (checked between runs);
+    `max_input_elements` caps the generated inputs and `arena_max_bytes` the timed session's tensors (the
+    arena-off memory pass runs only after the model ran within that cap).
+    """
     with measurement_lock():
-        session = ort_session(model_bytes, threads, graph_optimization, providers)
-        feed = make_feed(session, input_shape, batch_size)
+        deadline = None if max_s is None else time.perf_counter() + max_s
+        session = ort_session(model_bytes, threads, graph_optimization, providers, arena_max_bytes=arena_max_bytes)
+        feed = make_feed(session, input_shape, batch_size, max_input_elements)
         try:
             session.run(None, feed)
             run = bound_runner(session, feed)
         except Exception as exc:  # noqa: BLE001
             raise ProfilerError(f"ONNX Runtime failed to run the model: {str(exc).strip()[:500]}") from None
-        times = time_runs(run, warmup, repeats)
+        try:
+            times = time_runs(run, warmup, repeats, deadline=deadline)
+        except TimeoutError as exc:
+            raise ProfilerError(f"the measurement took longer than {max_s:g} s ({exc}); "
+                                "lower repeats/warmup or the model size") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. the capped arena ran out on a bound run
+            raise ProfilerError(f"ONNX Runtime failed to run the model: {str(exc).strip()[:500]}") from None
         session = None  # free the timed session before the memory pass
         memory: dict[str, Any] = {}
         if measure_memory and "CPUExecutionProvider" == providers[0]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.fileio import find_named_file, read_yaml
+from hwnas.fileio import find_named_file, read_yaml, typed
 
 RUNTIMES = ("onnxruntime", "torch", "remote")
 DEVICES = ("cpu", "cuda")
@@ -117,17 +117,17 @@ def device_from_dict(data: Any, source: str = "") -> DeviceSpec:
     unknown = sorted(set(data) - _known_keys())
     if unknown:
         raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}; valid keys: {', '.join(sorted(_known_keys()))}")
+    missing = [k for k in ("name", "runtime") if k not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key {missing[0]!r} (runtime: one of {', '.join(RUNTIMES)})")
     kwargs = dict(data)
     if "providers" in kwargs:
-        kwargs["providers"] = tuple(kwargs["providers"] or ())
+        kwargs["providers"] = tuple(typed(kwargs["providers"] or [], list, "providers", where))
     types = {"threads": int, "batch_size": int, "warmup": int, "repeats": int, "port": int,
              "max_upload_bytes": int, "timeout_s": float}
     for key, kind in types.items():
         if key in kwargs:
-            try:
-                kwargs[key] = kind(kwargs[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}: {key} must be a number, got {kwargs[key]!r}") from None
+            kwargs[key] = typed(kwargs[key], kind, key, where)
     for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description"):
         if key in kwargs and not isinstance(kwargs[key], str):
             raise ConfigError(f"{where}: {key} must be a string, got {kwargs[key]!r}")

@@ -65,15 +65,22 @@ def summarize(times_ms: list[float] | np.ndarray, warmup: int, **memory: Any) ->
 
 
 def time_runs(run: Callable[[], object], warmup: int, repeats: int,
-              sync: Callable[[], object] | None = None) -> list[float]:
-    """Call `run` `warmup` times untimed, then `repeats` times timed (ms, perf_counter)."""
+              sync: Callable[[], object] | None = None, deadline: float | None = None) -> list[float]:
+    """Call `run` `warmup` times untimed, then `repeats` times timed (ms, perf_counter).
+
+    With a `deadline` (a perf_counter value), raises TimeoutError once it has passed (checked between runs).
+    """
     for _ in range(warmup):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise TimeoutError("warm-up ran past the deadline")
         run()
     if sync is not None:
         sync()
     times = []
-    for _ in range(repeats):
+    for i in range(repeats):
         start = time.perf_counter()
+        if deadline is not None and start > deadline:
+            raise TimeoutError(f"the deadline passed after {i} of {repeats} timed runs")
         run()
         if sync is not None:
             sync()

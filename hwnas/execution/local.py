@@ -1,10 +1,19 @@
-"""Local executors: inline (in the driver, deterministic) and a process pool (default for training)."""
+"""Local executors: inline (in the driver, deterministic) and a process pool (default for training).
+
+Pool workers die with their driver, even after `kill -9` of it: on Linux the kernel sends them SIGKILL
+when the driver exits (prctl PR_SET_PDEATHSIG), and a watchdog thread in each worker exits when its
+parent process changes (every platform; within WATCHDOG_S seconds).
+"""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +46,35 @@ class InlineExecutor(Executor):
             return [Outcome(key, error=describe(exc))]
 
 
-def _init_worker(threads: int) -> None:
+WATCHDOG_S = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(driver_pid: int) -> None:
+    """End this process when the driver `driver_pid` exits, however it exits."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog below still works
+            pass
+    if os.getppid() != driver_pid:  # the driver died before the signal was armed
+        os._exit(1)
+
+    def watchdog() -> None:
+        while True:
+            time.sleep(WATCHDOG_S)
+            if os.getppid() != driver_pid:
+                os._exit(1)
+
+    threading.Thread(target=watchdog, name="hwnas-driver-watchdog", daemon=True).start()
+
+
+def _init_worker(threads: int, driver_pid: int | None = None) -> None:
+    if driver_pid is not None:
+        _die_with(driver_pid)
     import torch
 
     torch.set_num_threads(threads)
@@ -64,7 +101,7 @@ class ProcessExecutor(Executor):
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
                 self.workers, mp_context=mp.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.threads,),
+                initializer=_init_worker, initargs=(self.threads, os.getpid()),
             )
         return self._pool
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.export.parity import DEFAULT_ATOL, ORT_LEVELS
-from hwnas.fileio import find_named_file, read_yaml
+from hwnas.fileio import find_named_file, read_yaml, typed
 from hwnas.onnx_export import DEFAULT_OPSET
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
@@ -83,7 +83,8 @@ def _build(cls, data: Mapping[str, Any], where: str):
         if key in nested and cls is ExportConfig:
             kw[key] = _build(nested[key], value or {}, f"{where}.{key}")
         else:
-            kw[key] = value
+            default = known[key].default
+            kw[key] = typed(value, type(default), key, where) if isinstance(default, (bool, int, float, str)) else value
     try:
         return cls(**kw)
     except TypeError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.fileio import read_csv_rows, read_json
+from hwnas.fileio import csv_number, read_csv_rows, read_json
 from hwnas.latency.table import LatencyTable, LatencyTableError
 from hwnas.latency.validation import fidelity_metrics, scatter_plot
 from hwnas.spaces import Arch, get_space
@@ -166,15 +166,15 @@ def read_measurements(path: str | os.PathLike[str], arch_column: str, target_col
     by_index = {row[index_column]: row[arch_column] for row in rows} if rep_column else {}
     archs, ys = [], []
     for i, row in enumerate(rows, start=2):
-        try:
-            y = float(row[target_column])
-        except ValueError:
-            raise ConfigError(f"{path} line {i}: {target_column}={row[target_column]!r} is not a number") from None
-        if not np.isfinite(y):
-            continue
+        y = csv_number(row, target_column, f"measurements file {path} line {i}", positive=True)
         arch = row[arch_column]
         if rep_column:
-            arch = by_index.get(row[rep_column], arch)  # a representative outside the file: the row's own arch
+            rep, own = row[rep_column], row[index_column]
+            if not (rep.isdigit() and own.isdigit() and int(rep) <= int(own)):
+                raise ConfigError(f"measurements file {path} line {i}: {rep_column}={rep!r} is not the {index_column} "
+                                  f"of a representative (an integer <= the row's own {own!r}); fix the row or pass "
+                                  "--rep-column none")
+            arch = by_index.get(rep, arch)  # a representative outside a slice of the table: the row's own arch
         archs.append(arch)
         ys.append(y)
     return archs, np.asarray(ys)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import HwnasError
-from hwnas.fileio import read_json
+from hwnas.errors import ConfigError, HwnasError
+from hwnas.fileio import read_json, typed
 from hwnas.spaces import Arch, Block, get_space
 
 SCHEMA = "hwnas.latency_table"
@@ -45,12 +46,26 @@ class TableEntry:
         return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TableEntry:
+    def from_dict(cls, data: Any, where: str = "table entry") -> TableEntry:
+        """An entry; `where` names the file and entry in errors (types checked, latencies finite and > 0)."""
+        if not isinstance(data, dict):
+            raise LatencyTableError(f"{where} must be a mapping, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown or not {"median_ms", "p10_ms", "p90_ms", "n"} <= set(data):
-            raise LatencyTableError(f"table entry {data} must have median_ms, p10_ms, p90_ms, n (unknown: {sorted(unknown)})")
-        return cls(**data)
+            raise LatencyTableError(f"{where} must have median_ms, p10_ms, p90_ms, n (unknown: {sorted(unknown)})")
+        kinds = {"median_ms": float, "p10_ms": float, "p90_ms": float, "cv": float, "n": int, "rounds": int,
+                 "activation_bytes": int, "measured_peak_bytes": int}
+        try:
+            values = {k: v if v is None and k.endswith("bytes") else typed(v, kinds[k], k, where)
+                      for k, v in data.items()}
+        except ConfigError as exc:
+            raise LatencyTableError(str(exc)) from None
+        for key in ("median_ms", "p10_ms", "p90_ms"):
+            if not (math.isfinite(values[key]) and values[key] > 0):
+                raise LatencyTableError(f"{where}: {key} must be > 0 and finite, got {values[key]!r}; "
+                                        "re-measure the block with `hwnas profile`")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -67,11 +82,21 @@ class Calibration:
         return self.scale * sum_ms + self.per_block_ms * n_blocks + self.offset_ms
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+    def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
+        if not isinstance(data, dict):
+            raise LatencyTableError(f"{where} must be a mapping, got {data!r} ({type(data).__name__})")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise LatencyTableError(f"calibration has unknown keys {sorted(unknown)}")
-        return cls(**data)
+            raise LatencyTableError(f"{where} has unknown keys {sorted(unknown)}")
+        kinds = {"scale": float, "per_block_ms": float, "offset_ms": float, "n": int, "fitted_on": list}
+        try:
+            values = {k: typed(v, kinds[k], k, where) for k, v in data.items()}
+        except ConfigError as exc:
+            raise LatencyTableError(str(exc)) from None
+        bad = [k for k in ("scale", "per_block_ms", "offset_ms") if k in values and not math.isfinite(values[k])]
+        if bad:
+            raise LatencyTableError(f"{where}: {bad[0]} must be finite, got {values[bad[0]]!r}")
+        return cls(**values)
 
 
 class LatencyTable:
@@ -127,12 +152,19 @@ class LatencyTable:
         unknown = set(data) - known
         if unknown:
             raise LatencyTableError(f"{source} has unknown keys {sorted(unknown)}")
+        missing = [k for k in ("space", "device", "entries") if k not in data]
+        if missing:
+            raise LatencyTableError(f"{source} has no {missing[0]!r}; rebuild it with `hwnas profile`")
         try:
-            entries = {k: TableEntry.from_dict(v) for k, v in data["entries"].items()}
-            return cls(data["space"], data["device"], entries, Calibration.from_dict(data.get("calibration", {})),
-                       data.get("provenance", {}), data.get("protocol", {}))
-        except (KeyError, TypeError) as exc:
-            raise LatencyTableError(f"{source} is malformed ({exc}); rebuild it with `hwnas profile`") from None
+            typed(data["space"], str, "space", source)
+            for key in ("device", "entries", "calibration", "provenance", "protocol"):
+                typed(data.get(key, {}), dict, key, source)
+        except ConfigError as exc:
+            raise LatencyTableError(str(exc)) from None
+        entries = {k: TableEntry.from_dict(v, f"{source} entry {k}") for k, v in data["entries"].items()}
+        return cls(data["space"], data["device"], entries,
+                   Calibration.from_dict(data.get("calibration", {}), f"{source} calibration"),
+                   data.get("provenance", {}), data.get("protocol", {}))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:

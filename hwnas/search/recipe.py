@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -9,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import ConfigError
-from hwnas.fileio import read_yaml
+from hwnas.errors import ConfigError, HwnasError
+from hwnas.fileio import read_yaml, typed
 from hwnas.objectives import get_objectives
 from hwnas.search.constraints import Constraint, parse_constraint
 
@@ -25,6 +26,18 @@ _SEARCH_KEYS = (
 )
 _DISTILL_KEYS = {"weight", "temperature"}
 _EXECUTOR_KEYS = {"name", "workers", "threads_per_worker", "address", "cpus_per_task", "num_cpus"}
+_EXECUTOR_TYPES = {"name": str, "workers": int, "threads_per_worker": int, "address": str, "cpus_per_task": float,
+                   "num_cpus": int}
+
+
+def _typed_defaults(values: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`values` with each one checked against the type of its default (bool, int, float or str)."""
+    out = dict(values)
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(default, (bool, int, float, str)):
+            out[key] = typed(value, type(default), key, where)
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,47 +91,73 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     for key in ("space", "objectives"):
         if key not in data:
             raise ConfigError(f"{source}: missing required key {key!r}")
+    for key, kind in (("name", str), ("space", str), ("latency_table", str), ("seed", int), ("budget", int),
+                      ("dataset", str), ("description", str), ("device", str)):
+        if data.get(key) is not None:
+            typed(data[key], kind, key, source)
     space = get_space(str(data["space"])).spec
     objectives = data["objectives"]
     if isinstance(objectives, str) or not isinstance(objectives, list):
         raise ConfigError(f"{source}: objectives must be a list, e.g. [accuracy, latency_ms]")
+    for i, name in enumerate(objectives):
+        typed(name, str, f"objectives[{i}]", source)
     get_objectives(objectives)
     constraints = data.get("constraints") or []
     if not isinstance(constraints, list):
         raise ConfigError(f"{source}: constraints must be a list like ['latency_ms <= 5']")
+    for i, c in enumerate(constraints):
+        typed(c, str, f"constraints[{i}]", source)
     if "strategy" in data and "method" in data:
         raise ConfigError(f"{source}: name either a `strategy` (ask/tell) or a `method` (e.g. fbnet), not both")
     strat = _named(data.get("strategy", "local"), "strategy", source)
-    STRATEGIES.get(strat["name"])
-    params = dict(strat.get("params") or {})
+    STRATEGIES.get(typed(strat["name"], str, "strategy name", source))
+    params = dict(typed(strat.get("params") or {}, dict, "strategy params", source))
     bad = sorted(set(params) - set(strategy_params(strat["name"])))
     if bad:
         raise ConfigError(
             f"{source}: strategy {strat['name']!r} has no parameter(s) {', '.join(bad)}; "
             f"valid: {', '.join(sorted(strategy_params(strat['name']))) or '(none)'}"
         )
+    params = _typed_defaults(params, strategy_params(strat["name"]), f"{source} strategy params")
     method, method_params = None, {}
     if data.get("method") is not None:
         from hwnas.search.searchers import searcher_class
 
         meth = _named(data["method"], "method", source)
-        method, method_params = str(meth["name"]), dict(meth.get("params") or {})
+        method = typed(meth["name"], str, "method name", source)
+        method_params = dict(typed(meth.get("params") or {}, dict, "method params", source))
         searcher_class(method).parse_params(method_params, source)
     distill = data.get("distill") or {}
     if not isinstance(distill, Mapping) or set(distill) - _DISTILL_KEYS:
         raise ConfigError(f"{source}: distill is a mapping with keys {', '.join(sorted(_DISTILL_KEYS))}")
-    train = dict(data.get("train") or {})
+    distill = {k: typed(v, float, f"distill.{k}", source) for k, v in distill.items()}
+    train = dict(typed(data.get("train") or {}, dict, "train", source))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(train) - fields)
     if bad:
         raise ConfigError(f"{source}: unknown train key(s) {', '.join(bad)}; valid: {', '.join(sorted(fields))}")
+    train = _typed_defaults(train, {f.name: f.default for f in dataclasses.fields(TrainConfig)}, f"{source} train")
     TrainConfig(**train)  # validates values
+    from hwnas.execution import EXECUTORS
+    from hwnas.train import DATASETS
+
+    try:
+        DATASETS.get(str(data.get("dataset", "mnist5k")))
+    except HwnasError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     executor = data.get("executor") or {"name": "local", "workers": 1}
     if isinstance(executor, str):
         executor = {"name": executor}
+    executor = typed(executor, dict, "executor", source)
     bad = sorted(set(executor) - _EXECUTOR_KEYS)
     if bad:
         raise ConfigError(f"{source}: unknown executor key(s) {', '.join(bad)}; valid: {', '.join(sorted(_EXECUTOR_KEYS))}")
+    executor = _typed_defaults(executor, {k: t() for k, t in _EXECUTOR_TYPES.items()}, f"{source} executor")
+    if executor.get("name", "local") not in EXECUTORS:
+        raise ConfigError(f"{source}: executor {executor['name']!r} is not one of {', '.join(EXECUTORS)}")
+    low = [k for k in ("workers", "threads_per_worker", "cpus_per_task", "num_cpus") if k in executor and executor[k] <= 0]
+    if low:
+        raise ConfigError(f"{source}: executor {low[0]} must be >= 1, got {executor[low[0]]}")
     table = data.get("latency_table")
     if table is not None and base_dir is not None and not Path(table).is_absolute():
         candidate = (base_dir / table).resolve()
@@ -133,7 +172,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         name=str(data.get("name") or Path(source).stem), space=space, objectives=tuple(objectives),
         constraints=tuple(parse_constraint(c) for c in constraints), latency_table=table,
         strategy=str(strat["name"]), strategy_params=params, method=method, method_params=method_params,
-        distill={k: float(v) for k, v in distill.items()}, seed=seed, budget=budget,
+        distill=distill, seed=seed, budget=budget,
         dataset=str(data.get("dataset", "mnist5k")), train=train, executor=dict(executor),
         description=str(data.get("description", "")),
         device=None if data.get("device") is None else str(data["device"]),
@@ -199,50 +238,66 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def _resume_target(storage, resume: str):
+    """The run `--resume` names; `latest` is the newest run that got as far as searching."""
+    from hwnas.storage import StorageError
+
+    if resume != "latest":
+        return storage.get_run(resume)
+    started = [r for r in storage.list_runs() if storage.events(r.id)]
+    if not started:
+        raise StorageError(f"{storage.url} holds no run to resume; start one with `hwnas search RECIPE`")
+    return storage.get_run(max(started, key=lambda r: r.created).id)
+
+
 def execute_recipe(
     recipe: SearchRecipe, storage_url: str, run_name: str | None = None, resume: str | None = None,
     progress: bool = False, on_trial: Callable | None = None,
 ):
-    """Create (or resume) the run of a recipe in `storage_url` and search; returns SearchResult."""
+    """Create (or resume) the run of a recipe in `storage_url` and search; returns SearchResult.
+
+    The run is locked (`hwnas.storage.lock.RunLock`) while this process drives it.
+    """
     from hwnas.execution import make_executor
     from hwnas.storage import open_storage
+    from hwnas.storage.lock import RunLock
 
     storage = open_storage(storage_url)
-    if resume:
-        run = storage.get_run(resume)
-        old, new = run.config.get("recipe") or {}, recipe.to_dict()
-        diff = [k for k in _SEARCH_KEYS if k in old and old[k] != new[k]]
-        if diff:
-            raise ConfigError(
-                f"run {run.name} was started with a different recipe ({', '.join(diff)} differ); resume it "
-                "with the same recipe (only budget and executor may change) or start a new run"
-            )
-    problem, searcher = build(recipe)
-    if not resume:
-        name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        info = {**problem.info(), **provenance(), "strategy": searcher.info()}
-        run = storage.create_run(name, problem.objectives, {"recipe": recipe.to_dict()}, info)
-    ex = dict(recipe.executor)
-    kind = ex.pop("name", "local")
-    executor = make_executor(kind, **ex)
-    storage.update_run(run.id, info={"executor": executor.describe()})
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    with contextlib.ExitStack() as stack:
+        if resume:
+            run = _resume_target(storage, resume)
+            stack.enter_context(RunLock(storage, run.id, run.name))  # a live driver: a clear refusal
+            old, new = run.config.get("recipe") or {}, recipe.to_dict()
+            diff = [k for k in _SEARCH_KEYS if k in old and old[k] != new[k]]
+            if diff:
+                raise ConfigError(
+                    f"run {run.name} was started with a different recipe ({', '.join(diff)} differ); resume it "
+                    "with the same recipe (only budget and executor may change) or start a new run"
+                )
+        problem, searcher = build(recipe)
+        if not resume:
+            name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            info = {**problem.info(), **provenance(), "strategy": searcher.info()}
+            run = storage.create_run(name, problem.objectives, {"recipe": recipe.to_dict()}, info)
+            stack.enter_context(RunLock(storage, run.id, run.name))
+        ex = dict(recipe.executor)
+        kind = ex.pop("name", "local")
+        executor = make_executor(kind, **ex)
+        stack.callback(executor.shutdown)
+        storage.update_run(run.id, info={"executor": executor.describe()})
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        done = sum(1 for t in run.trials() if t.status in ("COMPLETE", "FAILED"))
-        bar = tqdm(total=recipe.budget, initial=done, desc=f"search {run.name}", unit="arch")
+            done = sum(1 for t in run.trials() if t.status in ("COMPLETE", "FAILED"))
+            bar = tqdm(total=recipe.budget, initial=done, desc=f"search {run.name}", unit="arch")
+            stack.callback(bar.close)
 
-    def _tick(trial):
-        if bar is not None and trial.status in ("COMPLETE", "FAILED"):
-            bar.update(1)
-            bar.set_postfix(front=len(run.pareto_front()) if trial.status == "COMPLETE" else None)
-        if on_trial:
-            on_trial(trial)
+        def _tick(trial):
+            if bar is not None and trial.status in ("COMPLETE", "FAILED"):
+                bar.update(1)
+                bar.set_postfix(front=len(run.pareto_front()) if trial.status == "COMPLETE" else None)
+            if on_trial:
+                on_trial(trial)
 
-    try:
         return searcher.search(run, executor, bool(resume), on_trial=_tick)
-    finally:
-        executor.shutdown()
-        if bar is not None:
-            bar.close()

@@ -9,6 +9,8 @@ transaction as the trial change it belongs to, so `resume=True` replays the call
 strategy of the same seed and continues exactly where a killed run stopped: COMPLETE trials are
 never re-evaluated; a trial that was PENDING or RUNNING is evaluated again, once.
 The budget counts evaluated unique archs (COMPLETE + FAILED); duplicates and INFEASIBLE ones don't.
+A search fails loudly (SearchFailedError, run status FAILED) when its first few evaluations all fail
+with the same error, or when it ends with every evaluation failed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from hwnas.errors import HwnasError
 from hwnas.execution import Executor, InlineExecutor, Outcome
 from hwnas.objectives import minimized
 from hwnas.search.constraints import violations
@@ -25,6 +28,12 @@ from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
 from hwnas.spaces import Arch
 from hwnas.storage import EVALUATED, Event, Lineage, Run, StorageError, Trial
 
+
+class SearchFailedError(HwnasError):
+    """Every evaluation of a search failed (or its first few all failed alike): the setup is broken."""
+
+
+EARLY_FAILURES = 3  # stop when the first this many evaluations all fail with the same error message
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -55,6 +64,7 @@ class _Loop:
         self.dup_streak = 0
         self.artifacts = run.artifact_dir
         self.memory_weights: dict[str, bytes] = {}  # checkpoints of runs without an artifact folder
+        self.outcomes: list[Trial] = []  # evaluated trials (COMPLETE/FAILED) in finishing order
 
     # -- journal -----------------------------------------------------------------------------
     def _event(
@@ -78,10 +88,23 @@ class _Loop:
         self.trials[arch.id] = trial
         if trial.status in EVALUATED:
             self.evaluated += 1
+            self.outcomes.append(trial)
         elif trial.status == "INFEASIBLE":
             self.infeasible += 1
         if self.on_trial:
             self.on_trial(trial)
+
+    def failure(self, finished: bool = False) -> str | None:
+        """Why the search must stop as failed: the first EARLY_FAILURES evaluations failed with one error, or (once
+        `finished`) every evaluation failed; None while it may go on."""
+        first = self.outcomes[:EARLY_FAILURES]
+        if (len(first) == EARLY_FAILURES and all(t.status == "FAILED" for t in first)
+                and len({t.error for t in first}) == 1):
+            return f"its first {EARLY_FAILURES} evaluations all failed, e.g. trial {first[0].number}: {first[0].error}"
+        if finished and self.outcomes and all(t.status == "FAILED" for t in self.outcomes):
+            t = self.outcomes[0]
+            return f"all {len(self.outcomes)} evaluations failed, e.g. trial {t.number}: {t.error}"
+        return None
 
     # -- replay --------------------------------------------------------------------------------
     def replay(self) -> list[Trial]:
@@ -231,6 +254,8 @@ class _Loop:
         while True:
             reason = ""
             while self.executor.has_capacity():
+                if self.failure():
+                    break
                 if self.evaluated + len(self.inflight) >= self.budget:
                     reason = "budget"
                     break
@@ -243,6 +268,8 @@ class _Loop:
                 if not self._ask_one():
                     reason = "strategy waiting"
                     break
+            if self.failure():
+                return "failed"
             if not self.inflight:
                 return "budget" if self.evaluated >= self.budget else (reason or "budget")
             for outcome in self.executor.wait():
@@ -280,6 +307,13 @@ def run_search(
     reason = loop.loop(redo)
     wall = time.perf_counter() - start
     prev = run.info.get("search_wall_s", 0.0) if resume else 0.0
+    failure = loop.failure(finished=True)
+    if failure:
+        run.storage.update_run(
+            run.id, status="FAILED", info={"search_wall_s": round(prev + wall, 3), "stop_reason": failure}
+        )
+        raise SearchFailedError(f"search {run.name} stopped: {failure}; fix the recipe, table or data, then "
+                                "start a new run")
     run.storage.update_run(
         run.id, status="FINISHED", info={"search_wall_s": round(prev + wall, 3), "stop_reason": reason}
     )

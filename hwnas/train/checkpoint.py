@@ -76,17 +76,28 @@ def read_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, 
     except Exception as exc:  # safetensors raises its own error types
         raise HwnasError(f"{what} is not a valid safetensors checkpoint: {exc}") from exc
     arch = get_space(header["space"]).parse(header["arch"])
-    return arch, state, json.loads(header.get("meta", "{}"))
+    try:
+        meta = json.loads(header.get("meta", "{}"))
+    except json.JSONDecodeError as exc:
+        raise HwnasError(f"{what} has a header `meta` that is not JSON ({exc}); re-save the checkpoint") from None
+    return arch, state, meta
 
 
 def load_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, nn.Module, dict[str, Any]]:
     """Rebuild the network of checkpoint bytes and load its weights (eval mode)."""
     arch, state, meta = read_checkpoint_bytes(data, what)
     model = get_space(arch.space).build(arch)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise HwnasError(f"{what} does not match the network of {arch}: {exc}") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        example = (f"{shapes[0]} is {list(state[shapes[0]].shape)}, the network needs "
+                   f"{list(expected[shapes[0]].shape)}" if shapes else (missing or unexpected)[0])
+        raise HwnasError(
+            f"{what} does not match the network of {arch}: {len(missing)} tensors missing, {len(unexpected)} "
+            f"unexpected, {len(shapes)} of another shape (e.g. {example}); it holds another arch's weights")
+    model.load_state_dict(state, strict=True)
     model.eval()
     return arch, model, meta
 
