@@ -125,6 +125,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         STRATEGIES.get(s)
     if args.seeds < 1 or args.budget < 1:
         raise ConfigError("--seeds and --budget must be >= 1")
+    from hwnas.fileio import data_dir, find_named_file
+
+    args.table = str(find_named_file(args.table, [data_dir("benchmarks/tables")], "benchmark table", ".csv"))
     bench = TabularBenchmark(args.table, args.accuracy_column, args.latency_column, args.arch_column, args.space)
     checkpoints = [b for b in DEFAULT_CHECKPOINTS if b <= args.budget]
     if args.budget not in checkpoints:
@@ -155,7 +158,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run (or --resume) a multi-objective search from a YAML recipe")
-    p.add_argument("recipe", help="recipe YAML, e.g. search/mnist-mobile.yaml")
+    p.add_argument("recipe", help="recipe YAML, or a built-in recipe's name (e.g. mobile-cost)")
     _storage_flag(p)
     p.add_argument("--name", help="run name (default: recipe name, seed and time)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
@@ -192,7 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="compare strategies on a tabular benchmark CSV (normalized HV over seeds)")
-    p.add_argument("--table", required=True, help="CSV with arch_str, accuracy and latency columns")
+    p.add_argument("--table", required=True, help="CSV with arch_str, accuracy and latency columns, or a shipped table's name "
+                   "(nb201-hw360-cifar100)")
     p.add_argument("--accuracy-column", default="accuracy")
     p.add_argument("--latency-column", default="pi5_onnx_latency_ms")
     p.add_argument("--arch-column", default="arch_str")

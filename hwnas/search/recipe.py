@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.fileio import read_yaml
+from hwnas.fileio import data_dir, find_named_file, read_yaml
 from hwnas.objectives import get_objectives
 from hwnas.search.constraints import Constraint, parse_constraint
 
@@ -150,10 +150,8 @@ def _named(value: Any, key: str, source: str) -> Mapping[str, Any]:
 
 
 def load_recipe(path: str | Path) -> SearchRecipe:
-    """Read and validate a YAML recipe file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe {path} does not exist; see the examples in search/*.yaml")
+    """Read and validate a YAML recipe file, or a built-in recipe by name (e.g. `mobile-cost`)."""
+    path = find_named_file(path, [data_dir("search")], "recipe")
     return parse_recipe(read_yaml(path, "recipe"), str(path), path.parent)
 
 
