@@ -122,7 +122,7 @@ def export(
     run: Run, out_dir: str | os.PathLike, pick: str = "knee", fmt: str = "onnx",
     recipe: str | os.PathLike | None = None, device: str | None = None, measure: bool = True,
 ) -> dict[str, Any]:
-    """Export a trial of a run (`pick` as in `hwnas export --pick`: knee, best:OBJ, ...) with its trained
+    """Export a trial of a run (`pick` as in `hwnas export --pick`: knee, best-accuracy, latency<=X, index=N) with its trained
     weights: ONNX, parity check, re-measurement on `device`, manifest.json. Returns the manifest."""
     from hwnas.export import load_export_config, run_export, source_from_run
     from hwnas.storage import sqlite_path

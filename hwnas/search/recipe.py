@@ -50,12 +50,14 @@ class SearchRecipe:
     device: str | None = None  # device spec for the measured_latency_ms objective
 
     def to_dict(self) -> dict[str, Any]:
+        from hwnas.train.datasets import dataset_record
+
         return {
             "name": self.name, "space": self.space, "objectives": list(self.objectives),
             "constraints": [str(c) for c in self.constraints], "latency_table": self.latency_table,
             "strategy": {"name": self.strategy, "params": dict(self.strategy_params)},
             "method": {"name": self.method, "params": dict(self.method_params)} if self.method else None,
-            "seed": self.seed, "budget": self.budget, "dataset": _dataset_dict(self.dataset), "train": dict(self.train),
+            "seed": self.seed, "budget": self.budget, "dataset": dataset_record(self.dataset), "train": dict(self.train),
             "distill": dict(self.distill),
             "executor": dict(self.executor), "description": self.description, "device": self.device,
         }
@@ -139,12 +141,6 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         description=str(data.get("description", "")),
         device=None if data.get("device") is None else str(data["device"]),
     )
-
-
-def _dataset_dict(dataset: Any) -> Any:
-    """The recipe's dataset as JSON: a name or {npz|image_folder: path}; in-memory data by its fingerprint."""
-    describe = getattr(dataset, "describe", None)
-    return {"data": describe()} if describe else dataset
 
 
 def _named(value: Any, key: str, source: str) -> Mapping[str, Any]:

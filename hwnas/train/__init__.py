@@ -16,6 +16,7 @@ from hwnas.train.trainer import (
     TrainingDivergedError,
     TrainResult,
     accuracy,
+    recalibrate_bn,
     resolve_device,
     splits_for,
     train_arch,
@@ -24,6 +25,6 @@ from hwnas.train.trainer import (
 
 __all__ = [
     "DATASETS", "Splits", "TrainConfig", "TrainHook", "TrainResult", "TrainingDivergedError", "accuracy",
-    "load_dataset", "load_image_folder", "load_npz", "resolve_dataset", "resolve_device", "splits_from_arrays",
+    "load_dataset", "load_image_folder", "load_npz", "recalibrate_bn", "resolve_dataset", "resolve_device", "splits_from_arrays",
     "splits_from_datasets", "splits_for", "train_arch", "train_model",
 ]

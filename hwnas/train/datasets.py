@@ -319,3 +319,20 @@ def resolve_dataset(spec: str | Mapping[str, str] | Splits | None) -> str | Spli
     spec = dataset_spec(spec)
     kind, path = next(iter(spec.items()))
     return load_npz(path) if kind == "npz" else load_image_folder(path)
+
+
+def dataset_record(spec: str | Mapping[str, str] | Splits | None) -> Any:
+    """A dataset as the run journal records it (JSON): a name as is; files and folders with a SHA-256 of
+    their contents and in-memory data by its fingerprint, so resuming on changed data is caught."""
+    if isinstance(spec, Splits):
+        return {"data": spec.describe()}
+    if not isinstance(spec, Mapping):
+        return spec
+    kind, path = next(iter(spec.items()))
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path)).encode() if f != path else b"")
+        h.update(f.read_bytes())
+    return {kind: str(path), "sha256": h.hexdigest() if files else None}
