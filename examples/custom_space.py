@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     run = api.search("tinycnn", ["accuracy", "params"], data="digits", strategy="random",
-                     budget=2 if args.small else 6, train={"epochs": 2}, storage=f"sqlite:///{args.out}/runs.db")
+                     budget=2 if args.small else 6, train={"epochs": 1 if args.small else 3}, storage=f"sqlite:///{args.out}/runs.db")
     for t in run.pareto_front():
         print(f"{t.values['accuracy']:.3f}  {t.values['params']:>8.0f} params  {t.arch_str}")
     print(f"report: {api.report(run)}")

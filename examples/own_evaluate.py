@@ -5,7 +5,7 @@ trial's weights, so the winner exports with them. Here: Adam on sklearn's digits
 accuracy (a metric hwnas does not know, declared as an Objective), against table latency.
 
     python examples/own_evaluate.py            # 6 candidates
-    python examples/own_evaluate.py --small    # 2 candidates (CI)
+    python examples/own_evaluate.py --small    # 2 candidates on 300 images (CI)
 """
 
 from __future__ import annotations
@@ -56,8 +56,11 @@ def evaluate(model: torch.nn.Module) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/own-evaluate")
-    parser.add_argument("--small", action="store_true", help="2 candidates")
+    parser.add_argument("--small", action="store_true", help="2 candidates, 300 training images")
     args = parser.parse_args()
+    if args.small:
+        global X_TRAIN, Y_TRAIN
+        X_TRAIN, Y_TRAIN = X_TRAIN[:300], Y_TRAIN[:300]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     run = api.search(

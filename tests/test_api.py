@@ -66,7 +66,7 @@ def test_npz_missing_array_and_pickles_refused(tmp_path):
 def test_image_folder(tmp_path):
     from PIL import Image
 
-    for label, (name, level) in enumerate([("cat", 30), ("dog", 120), ("eel", 230)]):
+    for name, level in [("cat", 30), ("dog", 120), ("eel", 230)]:
         (tmp_path / name).mkdir()
         for i in range(5):
             size = (16, 10) if i == 0 else (12, 12)  # (width, height); all resized to the first image's
