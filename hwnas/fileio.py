@@ -13,6 +13,24 @@ from typing import Any
 
 from hwnas.errors import ConfigError, HwnasError
 
+# Built-in data folders: top-level folders of the source tree, shipped in the wheel as hwnas/_data/<kind>.
+DATA_KINDS = ("devices", "latency_tables", "search", "export", "benchmarks/tables")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def data_dir(kind: str) -> Path:
+    """The built-in data folder `kind` (one of DATA_KINDS): inside the installed wheel
+    (hwnas/_data/<kind>), else the source tree's top-level folder (checkout or editable install)."""
+    if kind not in DATA_KINDS:
+        raise ConfigError(f"no built-in data folder {kind!r}; valid: {', '.join(DATA_KINDS)}")
+    for folder in (_PACKAGE / "_data" / kind, _PACKAGE.parent / kind):
+        if folder.is_dir():
+            return folder
+    raise ConfigError(
+        f"built-in data folder {kind!r} is missing from this hwnas install ({_PACKAGE}); reinstall hwnas "
+        "from a wheel or a full source checkout"
+    )
+
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes."""
@@ -119,17 +137,19 @@ def read_yaml(path: str | os.PathLike[str], what: str, error: type[HwnasError] =
         raise error(f"{what} {path} is not valid YAML: {exc}") from None
 
 
-def find_named_file(path_or_name: str | os.PathLike[str], folders: Iterable[Path], what: str) -> Path:
-    """`path_or_name` itself if it is a file, else `<folder>/<name>.yaml` from the first folder holding it."""
+def find_named_file(
+    path_or_name: str | os.PathLike[str], folders: Iterable[Path], what: str, suffix: str = ".yaml"
+) -> Path:
+    """`path_or_name` itself if it is a file, else `<folder>/<name><suffix>` from the first folder holding it."""
     path = Path(path_or_name)
     if path.is_file():
         return path
     folders = list(dict.fromkeys(Path(d).resolve() for d in folders))
     for folder in folders:
-        candidate = folder / f"{path_or_name}.yaml"
+        candidate = folder / f"{path_or_name}{suffix}"
         if candidate.is_file():
             return candidate
-    known = sorted({p.stem for d in folders if d.is_dir() for p in d.glob("*.yaml")})
+    known = sorted({p.name[: -len(suffix)] for d in folders if d.is_dir() for p in d.glob(f"*{suffix}")})
     raise ConfigError(
         f"no {what} {str(path_or_name)!r}: not a file and not a name under "
         f"{', '.join(str(d) for d in folders)}; known {what}s: {', '.join(known) or '(none)'}"

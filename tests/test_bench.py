@@ -47,6 +47,12 @@ def test_bench_cli_on_any_csv_with_the_columns(bench_csv, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [s["strategy"] for s in out["strategies"]] == ["random", "re"]
     assert set(out["strategies"][0]["hv"]) == {"25", "50", "60"}
-    assert 0 < out["strategies"][0]["hv"]["60"]["median"] <= 1 and plot.is_file()
+    medians = [out["strategies"][0]["hv"][b]["median"] for b in ("25", "50", "60")]
+    assert medians == sorted(medians) and plot.is_file()  # more queries never lose hypervolume
+    # the true front is the brute-force non-dominated set of (max acc, min lat) over the rows
+    P = np.array([(-float(r["accuracy"]), float(r["pixel_litert_latency_ms"])) for r in rows])
+    P = P[np.isfinite(P).all(axis=1)]
+    le, lt = (P[:, None, :] <= P[None]).all(-1), (P[:, None, :] < P[None]).any(-1)  # [q, p]: q vs p
+    assert out["true_front_size"] == int((~(le & lt).any(axis=0)).sum())
     assert main(["bench", "--table", str(small), "--accuracy-column", "nope"]) == 2
     assert "no column 'nope'" in capsys.readouterr().err

@@ -58,9 +58,13 @@ def test_export_reproduces_trained_weights_and_remeasures(tmp_path, kind, capsys
     assert m["parity"]["passed"] and m["parity"]["max_abs_diff"] <= 1e-5
     lat = m["latency"]
     assert lat["device"] == "ort-cpu-1t" and lat["device_fingerprint"]["threads"] == 1
-    assert lat["measured_ms"] > 0 and lat["n"] >= 50 and lat["p10_ms"] <= lat["measured_ms"] <= lat["p90_ms"]
-    assert lat["predicted_ms"] > 0 and lat["table_sha256"] and lat["same_device"]
-    assert lat["ratio"] == pytest.approx(lat["measured_ms"] / lat["predicted_ms"])
+    assert lat["measured_ms"] > 0 and lat["n"] >= 50 and lat["same_device"]
+    # without --table the prediction comes from the shipped table of the device and space
+    from hwnas.fileio import data_dir
+    from hwnas.latency import LatencyTable
+
+    shipped = LatencyTable.load(data_dir("latency_tables") / "ort-cpu-1t" / "mobile-mnist.json")
+    assert lat["predicted_ms"] == pytest.approx(shipped.predict_ms(ARCH)) and lat["table_sha256"] == shipped.sha256
 
 
 def test_weights_alone_carry_the_arch(tmp_path, capsys):

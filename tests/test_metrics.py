@@ -27,7 +27,6 @@ def test_nb201_op_params_and_macs_match_hand_computation():
     assert count_params(conv) == 16 * 16 * 9 + 2 * 16
     counts = count_macs(conv, (16, 32, 32))
     assert counts.macs == 16 * 16 * 9 * 32 * 32
-    assert counts.flops == 2 * counts.macs
     assert "batch_norm" in counts.other_macs  # counted by fvcore, kept out of MACs, still reported
     pool = space.build_block(Block("avg_pool_3x3", 16, 16, (32, 32), kernel=3))
     pool_counts = count_macs(pool, (16, 32, 32))

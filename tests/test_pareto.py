@@ -41,7 +41,9 @@ def test_crowding_boundaries_are_infinite():
 def test_hypervolume_of_true_front_is_one_and_subsets_are_less():
     front = np.array([[0.0, 1.0], [0.25, 0.5], [0.5, 0.25], [1.0, 0.0]])
     assert normalized_hypervolume(front, front) == pytest.approx(1.0)
-    assert normalized_hypervolume(front[[0, 3]], front) < 1.0
+    # by hand (reference 1.1): the two corners dominate 0.11 + 0.11 - 0.01 = 0.21; the front's staircase
+    # 0.25*0.1 + 0.25*0.6 + 0.5*0.85 + 0.1*1.1 = 0.71
+    assert normalized_hypervolume(front[[0, 3]], front) == pytest.approx(0.21 / 0.71)
     # dominated extra points change nothing; points beyond the reference add nothing
     assert normalized_hypervolume(np.vstack([front, [[0.9, 0.9], [5, 5]]]), front) == pytest.approx(1.0)
     # normalization: scaling an objective does not change the normalized value
@@ -50,9 +52,11 @@ def test_hypervolume_of_true_front_is_one_and_subsets_are_less():
         normalized_hypervolume(front[[0, 1, 3]], front))
 
 
-def test_hypervolume_reference_point_documented_value():
-    # a single ideal point in a normalized 2-D box with reference 1.1 dominates 1.1 x 1.1
-    assert hypervolume([[0.0, 0.0]], ideal=[0, 0], nadir=[1, 1]) == pytest.approx(1.21)
+def test_hypervolume_normalizes_then_measures_by_hand():
+    # (0, 1) and (0.5, 0.5) in the unit box, reference 1.1: 0.5*0.1 + 0.6*0.6 = 0.41
+    assert hypervolume([[0.0, 1.0], [0.5, 0.5]], ideal=[0, 0], nadir=[1, 1]) == pytest.approx(0.41)
+    # the same points in other units (x2, x10) normalize to the same box
+    assert hypervolume([[0.0, 10.0], [1.0, 5.0]], ideal=[0, 0], nadir=[2, 10]) == pytest.approx(0.41)
 
 
 def test_knee_point_picks_the_bulge():

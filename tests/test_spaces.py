@@ -65,10 +65,11 @@ def test_built_networks_run_and_blocks_chain(spec):
     blocks = space.blocks(arch)
     assert blocks[0].kind == "stem" and blocks[-1].kind == "head"
     assert blocks[0].input_shape == space.input_shape
-    for block in blocks:
-        assert block.key.startswith(block.kind + ":")
+    for block in blocks:  # every block builds alone and runs on its declared input shape
         out = space.build_block(block).eval()(torch.randn(1, *block.input_shape))
-        assert out.shape[0] == 1
+        assert out.shape[0] == 1 and torch.isfinite(out).all()
+    assert len({b.key for b in blocks}) == len({(b.kind, b.kernel, b.expansion, b.groups, b.stride,
+                                                 b.in_channels, b.out_channels, b.input_hw) for b in blocks})
 
 
 def test_mobile_blocks_are_the_network():
@@ -95,7 +96,7 @@ def test_mutate_changes_exactly_one_position():
 def test_arch_id_depends_on_space_preset():
     a = get_space("mobile:mnist").sample(0)
     b = get_space("mobile:cifar").make(a.genes + ("k3_e1",) * 4)
-    assert a.id != b.id and len(a.id) == 16
+    assert a.id != b.id
 
 
 def test_nb201_live_edges_prune_dead_paths():

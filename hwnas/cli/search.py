@@ -153,6 +153,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     check_counts(args, seeds=1, budget=1)
     if args.plot:
         check_output_path(args.plot, "--plot")
+    from hwnas.fileio import data_dir, find_named_file
+
+    args.table = str(find_named_file(args.table, [data_dir("benchmarks/tables")], "benchmark table", ".csv"))
     bench = TabularBenchmark(args.table, args.accuracy_column, args.latency_column, args.arch_column, args.space)
     if args.budget > len(bench.values):
         raise ConfigError(f"--budget {args.budget} is more than the {len(bench.values)} archs in {args.table}; "
@@ -186,7 +189,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run (or --resume) a multi-objective search from a YAML recipe")
-    p.add_argument("recipe", help="recipe YAML, e.g. search/mnist-mobile.yaml")
+    p.add_argument("recipe", help="recipe YAML, or a built-in recipe's name (e.g. mobile-cost)")
     _storage_flag(p)
     p.add_argument("--name", help="run name (default: recipe name, seed and time)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
@@ -223,7 +226,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="compare strategies on a tabular benchmark CSV (normalized HV over seeds)")
-    p.add_argument("--table", required=True, help="CSV with arch_str, accuracy and latency columns")
+    p.add_argument("--table", required=True, help="CSV with arch_str, accuracy and latency columns, or a shipped table's name "
+                   "(nb201-hw360-cifar100)")
     p.add_argument("--accuracy-column", default="accuracy")
     p.add_argument("--latency-column", default="pi5_onnx_latency_ms")
     p.add_argument("--arch-column", default="arch_str")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.fileio import find_named_file, read_yaml, typed
+from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
 
 RUNTIMES = ("onnxruntime", "torch", "remote")
 DEVICES = ("cpu", "cuda")
@@ -18,7 +18,7 @@ DTYPES = ("float32", "float16")
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
 MIN_REPEATS = 50
 # Where `load_device("name")` looks for `name.yaml`: $HWNAS_DEVICES, ./devices, the repo's devices/.
-_REPO_DEVICES = Path(__file__).resolve().parents[2] / "devices"
+_REPO_DEVICES = data_dir("devices")
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from typing import Any
 
 from hwnas.errors import ConfigError
 from hwnas.export.parity import DEFAULT_ATOL, ORT_LEVELS
-from hwnas.fileio import find_named_file, read_yaml, typed
+from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
 from hwnas.onnx_export import DEFAULT_OPSET
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
+RECIPE_DIR = data_dir("export")
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from hwnas.export.config import ExportConfig
 from hwnas.export.manifest import MANIFEST_KIND, MANIFEST_NAME, MANIFEST_SCHEMA, write_manifest
 from hwnas.export.parity import ParityResult, check_parity
 from hwnas.export.source import ExportSource
-from hwnas.fileio import sha256_file
+from hwnas.fileio import data_dir, sha256_file
 from hwnas.onnx_export import OnnxExport, export_onnx, prepare_for_export
 from hwnas.registry import Registry
 from hwnas.spaces import get_space
 
-REPO_TABLES = Path(__file__).resolve().parents[2] / "latency_tables"
+REPO_TABLES = data_dir("latency_tables")
 
 
 @dataclass

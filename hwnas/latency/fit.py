@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.fileio import csv_number, read_csv_rows, read_json
+from hwnas.fileio import csv_number, data_dir, read_csv_rows, read_json
 from hwnas.latency.table import LatencyTable, LatencyTableError
 from hwnas.latency.validation import fidelity_metrics, scatter_plot
 from hwnas.spaces import Arch, get_space
 
 FIT_SCHEMA = "hwnas.fitted_table"
 FIT_SCHEMA_VERSION = 1
-_REPO_TABLES = Path(__file__).resolve().parents[2] / "latency_tables"
+_REPO_TABLES = data_dir("latency_tables")
 DEFAULT_PRIOR = _REPO_TABLES / "ort-cpu-1t" / "nb201-cifar100.json"
 CELL_OPS = ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect")
 

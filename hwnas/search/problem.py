@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,47 @@ class TrainJob:
         return {"values": values, "extras": extras, "weights": weights}
 
 
+@dataclass(frozen=True)
+class EvaluateJob(TrainJob):
+    """Score one arch with the user's `evaluate(model) -> {metric: value}` in a worker. The network starts
+    fresh (seeded by train.seed) or from its parent's morphed weights; `evaluate` may train it, and the
+    weights it leaves come back as the trial's checkpoint."""
+
+    evaluate: Callable[[Any], Mapping[str, float]] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        import math
+
+        import torch
+
+        from hwnas.errors import HwnasError
+        from hwnas.train.checkpoint import checkpoint_bytes
+
+        space = get_space(self.space)
+        arch = space.parse(self.arch)
+        start = time.perf_counter()
+        model, _ = self._start_model(arch)
+        if model is None:
+            torch.manual_seed(int(self.train.get("seed", 0)))
+            model = space.build(arch)
+        scores = self.evaluate(model)  # type: ignore[misc]
+        if not isinstance(scores, Mapping):
+            raise HwnasError(f"evaluate(model) must return a dict {{metric: value}}, got {type(scores).__name__}")
+        missing = [n for n in self.want if n not in scores]
+        if missing:
+            raise HwnasError(f"evaluate(model) returned {sorted(scores)} but no {missing[0]!r}; return a value "
+                             f"for every expensive objective: {', '.join(self.want)}")
+        values = {n: float(scores[n]) for n in self.want}
+        bad = [n for n, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise HwnasError(f"evaluate(model) returned {bad[0]}={values[bad[0]]}; values must be finite")
+        extras = {k: v for k, v in scores.items() if k not in values and isinstance(v, (int, float, str))}
+        extras["eval_wall_s"] = round(time.perf_counter() - start, 3)
+        model.cpu()
+        weights = checkpoint_bytes(arch, model, {**self.meta, **values, **extras}) if self.keep_weights else None
+        return {"values": values, "extras": extras, "weights": weights}
+
+
 class ArchProblem(Problem):
     """The real search problem: static costs, table latency and trained accuracy of a space's archs."""
 
@@ -249,6 +290,9 @@ class ArchProblem(Problem):
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        describe = getattr(self.dataset, "describe", None)  # the user's own data: its fingerprint
+        if describe is not None and "accuracy" in self.expensive:
+            out["dataset"] = describe()
         if self.device:
             from hwnas.devices import load_device
 
@@ -260,3 +304,35 @@ class ArchProblem(Problem):
                 "space": self.table.space,
             }
         return out
+
+
+class EvaluateProblem(ArchProblem):
+    """An `ArchProblem` whose expensive objectives come from the user's `evaluate(model) -> {metric: value}`
+    (picklable for process workers); cheap objectives, constraints and the latency table work as usual."""
+
+    def __init__(
+        self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
+        constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None, *,
+        evaluate: Callable[[Any], Mapping[str, float]], train: Mapping[str, Any] | None = None,
+        device: str | None = None,
+    ) -> None:
+        if not callable(evaluate):
+            raise ConfigError(f"evaluate must be a callable evaluate(model) -> {{metric: value}}, got {evaluate!r}")
+        super().__init__(space, objectives, constraints, latency_table, None, train, device)
+        self.evaluate = evaluate
+
+    def expensive_job(
+        self, arch: Arch, parent: Parent | None = None, budget: Mapping[str, Any] | None = None
+    ) -> EvaluateJob | None:
+        if not self.has_expensive:
+            return None
+        return EvaluateJob(
+            space=arch.space, arch=str(arch), dataset=None, train={**self.train, **dict(budget or {})},
+            keep_weights=True, meta={"arch_id": arch.id}, want=self.expensive, parent=parent,
+            evaluate=self.evaluate,
+        )
+
+    def info(self) -> dict[str, Any]:
+        fn = self.evaluate
+        name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+        return {**super().info(), "evaluate": name}

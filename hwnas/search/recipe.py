@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError, HwnasError
-from hwnas.fileio import read_yaml, typed
+from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
 from hwnas.objectives import get_objectives
 from hwnas.search.constraints import Constraint, parse_constraint
 
@@ -56,19 +56,21 @@ class SearchRecipe:
     distill: Mapping[str, float] = field(default_factory=dict)  # KD for approximate morphism children
     seed: int = 0
     budget: int = 50
-    dataset: str = "mnist5k"
+    dataset: Any = "mnist5k"  # a name, {npz: path}, {image_folder: path}; Python API: `Splits`, or None with evaluate
     train: Mapping[str, Any] = field(default_factory=dict)
     executor: Mapping[str, Any] = field(default_factory=lambda: {"name": "local", "workers": 1})
     description: str = ""
     device: str | None = None  # device spec for the measured_latency_ms objective
 
     def to_dict(self) -> dict[str, Any]:
+        from hwnas.train.datasets import dataset_record
+
         return {
             "name": self.name, "space": self.space, "objectives": list(self.objectives),
             "constraints": [str(c) for c in self.constraints], "latency_table": self.latency_table,
             "strategy": {"name": self.strategy, "params": dict(self.strategy_params)},
             "method": {"name": self.method, "params": dict(self.method_params)} if self.method else None,
-            "seed": self.seed, "budget": self.budget, "dataset": self.dataset, "train": dict(self.train),
+            "seed": self.seed, "budget": self.budget, "dataset": dataset_record(self.dataset), "train": dict(self.train),
             "distill": dict(self.distill),
             "executor": dict(self.executor), "description": self.description, "device": self.device,
         }
@@ -82,6 +84,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     from hwnas.search.strategies import STRATEGIES, strategy_params
     from hwnas.spaces import get_space
     from hwnas.train import TrainConfig
+    from hwnas.train.datasets import dataset_spec
 
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a recipe is a YAML mapping of keys: {', '.join(sorted(_KEYS))}")
@@ -173,7 +176,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         constraints=tuple(parse_constraint(c) for c in constraints), latency_table=table,
         strategy=str(strat["name"]), strategy_params=params, method=method, method_params=method_params,
         distill=distill, seed=seed, budget=budget,
-        dataset=str(data.get("dataset", "mnist5k")), train=train, executor=dict(executor),
+        dataset=dataset_spec(data.get("dataset", "mnist5k"), base_dir, source), train=train, executor=dict(executor),
         description=str(data.get("description", "")),
         device=None if data.get("device") is None else str(data["device"]),
     )
@@ -189,22 +192,25 @@ def _named(value: Any, key: str, source: str) -> Mapping[str, Any]:
 
 
 def load_recipe(path: str | Path) -> SearchRecipe:
-    """Read and validate a YAML recipe file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe {path} does not exist; see the examples in search/*.yaml")
+    """Read and validate a YAML recipe file, or a built-in recipe by name (e.g. `mobile-cost`)."""
+    path = find_named_file(path, [data_dir("search")], "recipe")
     return parse_recipe(read_yaml(path, "recipe"), str(path), path.parent)
 
 
-def build(recipe: SearchRecipe):
-    """The Problem and Searcher of a recipe."""
-    from hwnas.search.problem import ArchProblem
+def build(recipe: SearchRecipe, evaluate: Callable | None = None):
+    """The Problem and Searcher of a recipe; its data is loaded and checked here, before any training.
+    With `evaluate` (a picklable `evaluate(model) -> {metric: value}`), it scores the expensive objectives."""
+    from hwnas.search.problem import ArchProblem, EvaluateProblem
     from hwnas.search.searchers import make_searcher
+    from hwnas.train import resolve_dataset
 
-    problem = ArchProblem(
-        recipe.space, list(recipe.objectives), recipe.constraints, recipe.latency_table, recipe.dataset,
-        recipe.train, recipe.device, recipe.distill,
-    )
+    args = (recipe.space, list(recipe.objectives), recipe.constraints, recipe.latency_table)
+    if evaluate is not None:
+        problem: ArchProblem = EvaluateProblem(*args, evaluate=evaluate, device=recipe.device)
+    elif recipe.dataset is None and "accuracy" in recipe.objectives:
+        raise ConfigError("objective accuracy needs a dataset: a name, {npz: PATH} or {image_folder: PATH}")
+    else:
+        problem = ArchProblem(*args, resolve_dataset(recipe.dataset), recipe.train, recipe.device, recipe.distill)
     return problem, make_searcher(recipe, problem)
 
 
@@ -252,11 +258,12 @@ def _resume_target(storage, resume: str):
 
 def execute_recipe(
     recipe: SearchRecipe, storage_url: str, run_name: str | None = None, resume: str | None = None,
-    progress: bool = False, on_trial: Callable | None = None,
+    progress: bool = False, on_trial: Callable | None = None, evaluate: Callable | None = None,
 ):
     """Create (or resume) the run of a recipe in `storage_url` and search; returns SearchResult.
 
     The run is locked (`hwnas.storage.lock.RunLock`) while this process drives it.
+    `evaluate(model) -> {metric: value}` replaces the built-in trainer (Python API).
     """
     from hwnas.execution import make_executor
     from hwnas.storage import open_storage
@@ -274,7 +281,7 @@ def execute_recipe(
                     f"run {run.name} was started with a different recipe ({', '.join(diff)} differ); resume it "
                     "with the same recipe (only budget and executor may change) or start a new run"
                 )
-        problem, searcher = build(recipe)
+        problem, searcher = build(recipe, evaluate)
         if not resume:
             name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
             info = {**problem.info(), **provenance(), "strategy": searcher.info()}
