@@ -31,8 +31,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         "table": str(args.out), "space": table.space, "device": spec.name, "entries": len(table),
         "measured_now": len(table) - before, "sha256": table.sha256, "profile_s": round(blocks_s, 2),
         "total_s": round(time.perf_counter() - start, 2),
-        "calibration": {"scale": table.calibration.scale, "per_block_ms": table.calibration.per_block_ms,
-                        "offset_ms": table.calibration.offset_ms, "n": table.calibration.n},
+        "calibration": {"form": table.calibration.form, "scale": table.calibration.scale,
+                        "per_block_ms": table.calibration.per_block_ms, "offset_ms": table.calibration.offset_ms,
+                        "overhead_ms": table.calibration.overhead_ms, "n": table.calibration.n,
+                        "cv_mape": table.calibration.cv_mape},
+        "cpus": table.protocol.get("cpus"), "reference": table.reference,
+        "noisy_blocks": len((table.provenance.get("noise") or {}).get("noisy_blocks", {})),
     }
     emit(data, args.json)
     return 0
@@ -45,16 +49,18 @@ def _fidelity_text(result: dict) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hwnas.latency import LatencyTable
+    from hwnas.latency import load_predictor
     from hwnas.latency.validation import validate_table
 
-    table = LatencyTable.load(args.table)
+    table = load_predictor(args.table)
     plot = args.plot or str(Path(args.table).with_suffix("")) + f"-validate-{args.samples}.png"
     result = validate_table(table, args.device, args.samples, seed=args.seed, progress=not args.json,
-                            plot=plot, rounds=args.rounds)
+                            plot=plot, rounds=args.rounds, strict=args.strict)
     if not args.rows:
         result.pop("rows")
-    text = f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}"
+    text = (f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}\n"
+            f"calibration: {result['calibration']['text']}\n"
+            f"drift: {result['drift']['message']}")
     emit(result, args.json, text)
     return 0
 
@@ -84,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", required=True, help="device spec YAML or name under devices/")
     p.add_argument("--space", required=True, help="space spec, e.g. mobile:mnist")
     p.add_argument("--out", required=True, help="table path, e.g. latency_tables/ort-cpu-1t/mobile-mnist.json")
-    p.add_argument("--calibrate", type=int, default=10, help="end-to-end archs for the calibration fit (0: none)")
+    p.add_argument("--calibrate", type=int, default=20,
+                   help="end-to-end archs for the calibration fit, spread over the latency range (0: none)")
     p.add_argument("--recalibrate", action="store_true", help="refit the calibration of an existing table")
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
@@ -102,6 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--plot", help="scatter PNG path (default next to the table)")
     p.add_argument("--rows", action="store_true", help="include every arch's numbers")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse when the table's drift reference measures >5%% off (default: rescale and say so)")
     add_json_flag(p)
     p.set_defaults(func=cmd_validate)
 

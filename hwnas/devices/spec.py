@@ -35,6 +35,7 @@ class DeviceSpec:
     warmup: int = 10
     repeats: int = 50
     measure_memory: bool = True
+    cpus: tuple[int, ...] | None = None  # cores to pin measurements to; None: default_cpus(threads) on CPU
     providers: tuple[str, ...] = ()
     host: str = ""
     port: int = 0
@@ -70,6 +71,13 @@ class DeviceSpec:
             )
         if self.runtime == "remote" and (not self.host or not self.port):
             raise ConfigError(f"remote device {self.name!r}{where} needs `host` and `port` of its agent")
+        if self.cpus is not None:
+            if any(int(c) < 0 for c in self.cpus) or len(set(self.cpus)) != len(self.cpus):
+                raise ConfigError(f"device {self.name!r}{where}: cpus must be distinct core numbers >= 0, got {list(self.cpus)}")
+            if self.cpus and len(self.cpus) < self.threads:
+                raise ConfigError(
+                    f"device {self.name!r}{where}: {self.threads} threads need at least as many cpus, got {list(self.cpus)}"
+                )
         if self.dtype == "float16" and self.device == "cpu":
             raise ConfigError(f"device {self.name!r}{where}: float16 is only supported with device: cuda")
 
@@ -86,7 +94,28 @@ class DeviceSpec:
         data = dataclasses.asdict(self)
         data.pop("source")
         data["providers"] = list(self.providers)
+        data["cpus"] = None if self.cpus is None else list(self.cpus)
         return data
+
+    def pinned_cpus(self) -> tuple[int, ...]:
+        """The cores measurements run on: `cpus`, or by default the last `threads` cores (local CPU specs);
+        () = unpinned (remote and CUDA specs by default, `cpus: []`, or a core this process may not use)."""
+        from hwnas.devices.timing import default_cpus
+
+        if self.cpus is not None:
+            if not self.cpus or not hasattr(os, "sched_getaffinity"):
+                return ()
+            allowed = os.sched_getaffinity(0)
+            missing = sorted(set(self.cpus) - allowed)
+            if missing:
+                raise ConfigError(
+                    f"device {self.name!r}: cpus {missing} are not available to this process (allowed: "
+                    f"{sorted(allowed)}); change `cpus` in the spec"
+                )
+            return tuple(self.cpus)
+        if self.runtime == "remote" or self.device != "cpu":
+            return ()
+        return default_cpus(self.threads)
 
     def fingerprint(self) -> dict[str, Any]:
         """Identity plus the host: CPU model, OS, runtime versions (remote: asks the agent)."""
@@ -120,6 +149,11 @@ def device_from_dict(data: Any, source: str = "") -> DeviceSpec:
     kwargs = dict(data)
     if "providers" in kwargs:
         kwargs["providers"] = tuple(kwargs["providers"] or ())
+    if kwargs.get("cpus") is not None:
+        cpus = kwargs["cpus"]
+        if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
+            raise ConfigError(f"{where}: cpus must be a list of core numbers, e.g. [1], got {cpus!r}")
+        kwargs["cpus"] = tuple(cpus)
     types = {"threads": int, "batch_size": int, "warmup": int, "repeats": int, "port": int,
              "max_upload_bytes": int, "timeout_s": float}
     for key, kind in types.items():

@@ -81,6 +81,36 @@ def time_runs(run: Callable[[], object], warmup: int, repeats: int,
     return times
 
 
+# -- same conditions: CPU affinity ---------------------------------------------------------------
+def default_cpus(threads: int) -> tuple[int, ...]:
+    """The cores a spec without `cpus` runs on: the last `threads` cores this process may use.
+
+    The last core, not core 0, because the kernel and most other processes favour the low cores.
+    """
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return ()
+    return tuple(allowed[-int(threads):]) if threads <= len(allowed) else ()
+
+
+@contextlib.contextmanager
+def cpu_affinity(cpus: tuple[int, ...] | list[int]) -> Iterator[tuple[int, ...]]:
+    """Pin the calling thread (and threads it starts) to `cpus` for the block; restores the old mask after.
+
+    Yields the cores actually used: () where the OS has no affinity API or `cpus` is empty.
+    """
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield ()
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield tuple(sorted(cpus))
+    finally:
+        os.sched_setaffinity(0, old)
+
+
 # -- one measurement at a time -------------------------------------------------------------------
 _THREAD_LOCK = threading.RLock()
 _depth = threading.local()

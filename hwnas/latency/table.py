@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,11 @@ from hwnas.fileio import read_json
 from hwnas.spaces import Arch, Block, get_space
 
 SCHEMA = "hwnas.latency_table"
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+# v1: entries + calibration. v2 adds: `reference` (a fixed model measured with the blocks, for drift
+# checks), entries' `second_ms` (second-lowest round median, for noise checks), the calibration's
+# `form`, `overhead_ms`, `cv_mape` and `candidates`. v1 files are read with those absent.
+SUPPORTED_VERSIONS = (1, 2)
 
 
 class LatencyTableError(HwnasError):
@@ -39,10 +42,30 @@ class TableEntry:
     activation_bytes: int | None = None
     measured_peak_bytes: int | None = None
     rounds: int = 1  # measurement rounds done; the statistics are those of the round with the lowest median
+    second_ms: float | None = None  # the second-lowest round median (None after one round)
 
     @classmethod
-    def from_measurement(cls, m: Any, rounds: int = 1) -> TableEntry:
-        return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds)
+    def from_measurement(cls, m: Any, rounds: int = 1, second_ms: float | None = None) -> TableEntry:
+        return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds,
+                   second_ms)
+
+    def merged(self, m: Any, rounds: int) -> TableEntry:
+        """This entry after one more round measured `m`: the lowest-median round's statistics, the second
+        lowest median kept."""
+        medians = sorted([self.median_ms, m.median_ms] + ([self.second_ms] if self.second_ms is not None else []))
+        if m.median_ms < self.median_ms:
+            return TableEntry.from_measurement(m, rounds, medians[1])
+        return replace(self, rounds=rounds, second_ms=medians[1])
+
+    @property
+    def spread(self) -> float:
+        """Robust within-round spread, (p90 - p10) / median (one outlier does not move it, unlike cv)."""
+        return (self.p90_ms - self.p10_ms) / self.median_ms if self.median_ms > 0 else 0.0
+
+    @property
+    def disagreement(self) -> float:
+        """How much the two best rounds disagree: second-lowest / lowest median - 1 (0 after one round)."""
+        return self.second_ms / self.median_ms - 1.0 if self.second_ms is not None and self.median_ms > 0 else 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TableEntry:
@@ -55,13 +78,34 @@ class TableEntry:
 
 @dataclass(frozen=True)
 class Calibration:
-    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms."""
+    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms.
+
+    Every candidate form maps onto these three numbers; `form` names the one cross-validation chose
+    (e.g. `overhead`: each block's measurement carries one per-inference overhead `overhead_ms`, the
+    whole network only one, so per_block_ms = -scale * overhead_ms and offset_ms = overhead_ms).
+    """
 
     scale: float = 1.0
     per_block_ms: float = 0.0
     offset_ms: float = 0.0
     n: int = 0  # end-to-end measurements it was fitted on (0: identity)
     fitted_on: list[str] = field(default_factory=list)
+    form: str = ""  # chosen candidate form ("" in schema v1 tables)
+    overhead_ms: float | None = None  # measured per-inference overhead (an identity model)
+    cv_mape: float | None = None  # leave-one-out MAPE (%) of the chosen form
+    candidates: dict[str, float] = field(default_factory=dict)  # form -> leave-one-out MAPE (%)
+
+    def describe(self) -> str:
+        """One line: form and coefficients."""
+        if self.n == 0:
+            return "uncalibrated (sum of block medians)"
+        text = (f"form={self.form or 'linear'} scale={self.scale:.4f} per_block_ms={self.per_block_ms:+.5f} "
+                f"offset_ms={self.offset_ms:+.5f} n={self.n}")
+        if self.overhead_ms is not None:
+            text += f" overhead_ms={self.overhead_ms:.5f}"
+        if self.cv_mape is not None:
+            text += f" cv_mape={self.cv_mape:.2f}%"
+        return text
 
     def apply(self, sum_ms: float, n_blocks: int) -> float:
         return self.scale * sum_ms + self.per_block_ms * n_blocks + self.offset_ms
@@ -79,13 +123,17 @@ class LatencyTable:
 
     def __init__(self, space: str, device: dict[str, Any], entries: dict[str, TableEntry] | None = None,
                  calibration: Calibration | None = None, provenance: dict[str, Any] | None = None,
-                 protocol: dict[str, Any] | None = None) -> None:
+                 protocol: dict[str, Any] | None = None, reference: dict[str, Any] | None = None,
+                 schema_version: int = SCHEMA_VERSION) -> None:
         self.space = get_space(space).spec
         self.device = dict(device)
         self.entries: dict[str, TableEntry] = dict(entries or {})
         self.calibration = calibration or Calibration()
         self.provenance = dict(provenance or {})
         self.protocol = dict(protocol or {})
+        self.reference = dict(reference) if reference else None  # fixed model measured with the blocks
+        self.schema_version = schema_version  # as read; saving writes the current version
+        self.drift_factor = 1.0  # set by hwnas.latency.drift.apply_drift at use time; never saved
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -101,6 +149,7 @@ class LatencyTable:
             "protocol": self.protocol,
             "calibration": asdict(self.calibration),
             "provenance": self.provenance,
+            "reference": self.reference,
             "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
         }
 
@@ -124,13 +173,15 @@ class LatencyTable:
                 "rebuild it with `hwnas profile` or upgrade hwnas"
             )
         known = {"schema", "schema_version", "space", "device", "protocol", "calibration", "provenance", "entries"}
+        if version >= 2:
+            known.add("reference")
         unknown = set(data) - known
         if unknown:
             raise LatencyTableError(f"{source} has unknown keys {sorted(unknown)}")
         try:
             entries = {k: TableEntry.from_dict(v) for k, v in data["entries"].items()}
             return cls(data["space"], data["device"], entries, Calibration.from_dict(data.get("calibration", {})),
-                       data.get("provenance", {}), data.get("protocol", {}))
+                       data.get("provenance", {}), data.get("protocol", {}), data.get("reference"), version)
         except (KeyError, TypeError) as exc:
             raise LatencyTableError(f"{source} is malformed ({exc}); rebuild it with `hwnas profile`") from None
 
@@ -188,10 +239,11 @@ class LatencyTable:
         return float(sum(self.entry(b).median_ms for b in self.blocks(arch)))
 
     def predict_ms(self, arch: Arch) -> float:
-        """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap)."""
+        """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap),
+        times the drift factor when a drift check found this machine faster or slower than at profiling."""
         blocks = self.blocks(arch)
         total = sum(self.entry(b).median_ms for b in blocks)
-        return float(self.calibration.apply(total, len(blocks)))
+        return float(self.calibration.apply(total, len(blocks))) * self.drift_factor
 
     def peak_activation_bytes(self, arch: Arch) -> int | None:
         """Largest analytic peak activation of any block of the arch (None when not recorded)."""
