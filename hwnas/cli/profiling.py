@@ -66,8 +66,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_table(args: argparse.Namespace) -> int:
-    from hwnas.latency.fit import fit_table_from_csv
+    from hwnas.errors import ConfigError
+    from hwnas.latency.fit import fit_table_from_csv, fit_table_from_device
 
+    if (args.device is None) == (args.measurements is None):
+        raise ConfigError("fit-table needs exactly one of --measurements CSV (with --target-column) or --device SPEC")
+    if args.device is not None:
+        result = fit_table_from_device(args.device, space=args.space, train=args.train, holdout=args.holdout,
+                                       seed=args.seed, prior=args.prior, rounds=args.rounds, out=args.out,
+                                       plot=args.plot, progress=not args.json)
+        text = (f"{result['device']}: K={result['train']} on {result['n']} held-out archs: "
+                f"{_fidelity_text(result)}")
+        emit(result, args.json, text)
+        return 0
+    if not args.target_column:
+        raise ConfigError("fit-table --measurements needs --target-column (the latency column of the CSV)")
     result = fit_table_from_csv(
         args.measurements, space=args.space, arch_column=args.arch_column, target_column=args.target_column,
         train=args.train, seed=args.seed, prior=args.prior, out=args.out, plot=args.plot,
@@ -115,15 +128,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("fit-table", help="fit a structure-aware latency table from end-to-end measurements")
-    p.add_argument("--space", required=True, help="space spec (nb201)")
-    p.add_argument("--measurements", required=True, help="CSV with an arch column and a latency column")
+    p.add_argument("--space", required=True, help="space spec (nb201 or mobile)")
+    p.add_argument("--measurements", help="CSV with an arch column and a latency column")
+    p.add_argument("--device", help="instead of a CSV: measure sampled archs end-to-end on this device spec "
+                                    "(e.g. a remote agent) and fit on them")
+    p.add_argument("--holdout", type=int, default=10, help="with --device: extra archs measured to score the fit")
+    p.add_argument("--rounds", type=int, default=3, help="with --device: interleaved rounds per arch")
     p.add_argument("--arch-column", default="arch_str")
-    p.add_argument("--target-column", required=True)
+    p.add_argument("--target-column")
     p.add_argument("--train", type=int, default=20, help="K measured archs to fit on; metrics on all others")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", default="auto",
-                   help="latency table of a device you have, used as a feature; `auto`: the shipped "
-                        "latency_tables/ort-cpu-1t/nb201-cifar100.json; `none`: structure features only")
+                   help="latency table of a device you have, used as a feature (stored inside the fitted "
+                        "table); `auto`: nb201: the ort-cpu-1t table shipped in the package, mobile: none; "
+                        "`none`: structure features only")
     p.add_argument("--dead-edges", choices=("free", "cost", "auto"), default="auto",
                    help="whether ops on dead cell edges cost time on the device (auto: leave-one-out choice)")
     p.add_argument("--rep-column", default="auto",
