@@ -85,6 +85,12 @@ class OrtProfiler(Profiler):
 
     def __init__(self, spec: DeviceSpec) -> None:
         super().__init__(spec)
+        if spec.dtype != "float32":
+            raise ProfilerError(
+                f"device {spec.name!r} asks for dtype {spec.dtype}, but the ONNX Runtime profiler times the FP32 "
+                "graph hwnas exports (it would report FP32 numbers as FP16); use dtype: float32, a torch-cuda "
+                "spec for FP16, or `hwnas export --format tensorrt --fp16`"
+            )
         if spec.providers:
             self.providers = spec.providers
         elif spec.device == "cuda":
@@ -96,12 +102,6 @@ class OrtProfiler(Profiler):
             raise DeviceUnavailableError(
                 f"device {spec.name!r} needs ONNX Runtime provider {self.providers[0]}, but this install has "
                 f"{', '.join(available)}; install onnxruntime-gpu or use a CPU device spec"
-            )
-        if spec.dtype != "float32":
-            raise ProfilerError(
-                f"device {spec.name!r} asks for dtype {spec.dtype}, but the ONNX Runtime profiler times the FP32 "
-                "graph hwnas exports (it would report FP32 numbers as FP16); use dtype: float32, a torch-cuda "
-                "spec for FP16, or `hwnas export --format tensorrt --fp16`"
             )
 
     def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
