@@ -281,3 +281,18 @@ def test_ort_cuda_binds_device_buffers():
     space = get_space("mobile:mnist")
     m = get_profiler(spec(device="cuda")).measure_module(space.build(space.sample(0)), space.input_shape)
     assert m.median_ms > 0 and m.n == 50
+
+
+def test_export_remeasure_rescales_by_drift_or_strict_refuses(small_table, tmp_path):
+    from hwnas.export import run_export, source_from_arch
+
+    table = LatencyTable.load(small_table)
+    table.reference = {**table.reference, "median_ms": table.reference["median_ms"] * 0.4}
+    moved = table.save(tmp_path / "moved.json")
+    arch = get_space(table.space).sample(1)
+    source = source_from_arch(table.space, str(arch))
+    with pytest.raises(LatencyDriftError):
+        run_export(source, tmp_path / "strict", device=spec(), table=str(moved), strict=True)
+    latency = run_export(source, tmp_path / "out", device=spec(), table=str(moved))["latency"]
+    assert latency["drift"]["rescaled"] and latency["cpus"] == list(spec().pinned_cpus())
+    assert latency["predicted_ms"] == pytest.approx(table.predict_ms(arch) * latency["drift"]["factor"])

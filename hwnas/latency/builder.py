@@ -190,12 +190,15 @@ def measure_arch(profiler: Profiler, arch: Arch) -> float:
 
 
 def measure_archs(profiler: Profiler, archs: list[Arch], rounds: int = 1, progress: bool = True,
-                  desc: str = "end-to-end") -> list[float]:
-    """End-to-end medians of several archs, in interleaved rounds keeping each arch's lowest median."""
+                  desc: str = "end-to-end", each_round: Callable[[], None] | None = None) -> list[float]:
+    """End-to-end medians of several archs, in interleaved rounds keeping each arch's lowest median;
+    `each_round` runs before every round (e.g. a control measurement under the same conditions)."""
     from tqdm import tqdm
 
     best = [float("inf")] * len(archs)
     for r in range(int(rounds)):
+        if each_round is not None:
+            each_round()
         label = desc + (f" (round {r + 1}/{rounds})" if rounds > 1 else "")
         for i, arch in enumerate(tqdm(archs, desc=label, unit="arch", disable=not progress, file=sys.stderr)):
             best[i] = min(best[i], measure_arch(profiler, arch))

@@ -61,16 +61,23 @@ class DriftCheck:
         return {**asdict(self), "drift": self.drift}
 
 
-def check_drift(table: Any, profiler: Profiler, strict: bool = False, threshold: float = THRESHOLD,
-                rounds: int = USE_ROUNDS) -> DriftCheck:
-    """Re-measure the table's reference model; beyond `threshold`, rescale the table's predictions
-    (`table.drift_factor`) or, with `strict`, raise LatencyDriftError. Tables without a reference
-    (schema v1, fitted tables) are used as they are, with a note."""
+def has_reference(table: Any) -> bool:
     ref = getattr(table, "reference", None)
-    if not ref or ref.get("model") != REFERENCE_MODEL:
+    return bool(ref) and ref.get("model") == REFERENCE_MODEL
+
+
+def check_drift(table: Any, profiler: Profiler, strict: bool = False, threshold: float = THRESHOLD,
+                rounds: int = USE_ROUNDS, now_ms: float | None = None) -> DriftCheck:
+    """Re-measure the table's reference model (`rounds` short rounds, well under a second; or take
+    `now_ms`, the lowest reference median a caller measured interleaved with its own rounds); beyond
+    `threshold`, rescale the table's predictions (`table.drift_factor`) or, with `strict`, raise
+    LatencyDriftError. Tables without a reference (schema v1, fitted tables) are used as they are."""
+    if not has_reference(table):
         why = "schema v1" if getattr(table, "schema_version", 2) < 2 else "no reference measurement"
         return DriftCheck(None, None, 1.0, False, f"drift not checked: the table has {why}; re-profile to add one")
-    now = min(measure_reference(profiler).median_ms for _ in range(max(1, rounds)))
+    ref = table.reference
+    table.drift_factor = 1.0
+    now = now_ms if now_ms is not None else min(measure_reference(profiler).median_ms for _ in range(max(1, rounds)))
     then = float(ref["median_ms"])
     factor = now / then
     drift = factor - 1.0
