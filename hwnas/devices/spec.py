@@ -16,6 +16,7 @@ RUNTIMES = ("onnxruntime", "torch", "remote")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16")
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+STATISTICS = ("median", "p10")
 MIN_REPEATS = 50
 # Where `load_device("name")` looks for `name.yaml`: $HWNAS_DEVICES, ./devices, the repo's devices/.
 _REPO_DEVICES = Path(__file__).resolve().parents[2] / "devices"
@@ -36,6 +37,9 @@ class DeviceSpec:
     repeats: int = 50
     measure_memory: bool = True
     cpus: tuple[int, ...] | None = None  # cores to pin measurements to; None: default_cpus(threads) on CPU
+    # what one measurement reports as its latency: the median of the timed runs, or their 10th percentile
+    # (runs a busy neighbour did not interrupt; on a shared machine it repeats far better than the median)
+    statistic: str = "median"
     providers: tuple[str, ...] = ()
     host: str = ""
     port: int = 0
@@ -55,6 +59,10 @@ class DeviceSpec:
             raise ConfigError(f"device {self.name!r}{where}: device {self.device!r} is not one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"device {self.name!r}{where}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.statistic not in STATISTICS:
+            raise ConfigError(
+                f"device {self.name!r}{where}: statistic {self.statistic!r} is not one of {', '.join(STATISTICS)}"
+            )
         if self.graph_optimization not in GRAPH_OPT_LEVELS:
             raise ConfigError(
                 f"device {self.name!r}{where}: graph_optimization {self.graph_optimization!r} is not one of "
@@ -83,12 +91,16 @@ class DeviceSpec:
 
     # -- identity --------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """The settings that change measured numbers (what a latency table must match)."""
-        return {
+        """The settings that change measured numbers (what a latency table must match); `statistic`
+        only when it is not the median (so tables from before it existed still match median specs)."""
+        out = {
             "name": self.name, "runtime": self.runtime, "device": self.device, "threads": self.threads,
             "batch_size": self.batch_size, "dtype": self.dtype,
             "graph_optimization": self.graph_optimization,
         }
+        if self.statistic != "median":
+            out["statistic"] = self.statistic
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -162,7 +174,8 @@ def device_from_dict(data: Any, source: str = "") -> DeviceSpec:
                 kwargs[key] = kind(kwargs[key])
             except (TypeError, ValueError):
                 raise ConfigError(f"{where}: {key} must be a number, got {kwargs[key]!r}") from None
-    for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description"):
+    for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description",
+                "statistic"):
         if key in kwargs and not isinstance(kwargs[key], str):
             raise ConfigError(f"{where}: {key} must be a string, got {kwargs[key]!r}")
     if "measure_memory" in kwargs and not isinstance(kwargs["measure_memory"], bool):

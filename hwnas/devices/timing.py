@@ -40,6 +40,10 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def value(self, statistic: str = "median") -> float:
+        """The latency under a spec's `statistic`: `median` or `p10` (robust to a loaded machine)."""
+        return float(getattr(self, f"{statistic}_ms"))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}

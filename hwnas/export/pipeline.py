@@ -119,7 +119,7 @@ def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
     and compare with the table's prediction, rescaled when the table's drift reference says so."""
     from hwnas.devices import get_profiler, load_device
     from hwnas.latency import load_predictor
-    from hwnas.latency.drift import check_drift, has_reference, measure_reference
+    from hwnas.latency.drift import check_drift, has_reference, reference_ms as measure_reference_ms
 
     device_name = device or (source.table_device or {}).get("name") or "ort-cpu-1t"
     spec = load_device(device_name)
@@ -151,9 +151,9 @@ def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
     rounds = []
     for _ in range(MEASURE_ROUNDS):  # the reference measured in every round, like the model
         if check_reference:
-            reference_ms.append(measure_reference(profiler).median_ms)
+            reference_ms.append(measure_reference_ms(profiler))
         rounds.append(profiler.measure_onnx(onnx.path, tuple(onnx.input_shape[1:])))
-    m = min(rounds, key=lambda x: x.median_ms)
+    m = min(rounds, key=lambda x: x.value(spec.statistic))
     drift = None
     if check_reference:
         check = check_drift(lut, profiler, strict=strict, now_ms=min(reference_ms))
@@ -162,9 +162,10 @@ def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
     return {
         "device": spec.name, "device_fingerprint": profiler.fingerprint(), "table_path": str(table_file) if table_file else source.table_path,
         "table_sha256": table_sha, "table_device": table_device, "same_device": same,
-        "predicted_ms": predicted, "measured_ms": m.median_ms, "p10_ms": m.p10_ms, "p90_ms": m.p90_ms,
+        "predicted_ms": predicted, "measured_ms": m.value(spec.statistic), "statistic": spec.statistic,
+        "median_ms": m.median_ms, "p10_ms": m.p10_ms, "p90_ms": m.p90_ms,
         "cv": m.cv, "n": m.n,
-        "ratio": (m.median_ms / predicted) if predicted else None, "note": note,
+        "ratio": (m.value(spec.statistic) / predicted) if predicted else None, "note": note,
         "drift": drift, "cpus": list(profiler.cpus), "rounds": MEASURE_ROUNDS,
     }
 

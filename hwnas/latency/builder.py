@@ -92,7 +92,7 @@ EXTRA_ROUNDS = 2  # re-measurements of noisy blocks before the table is written 
 def noisy_entries(table: LatencyTable, keys: list[str]) -> dict[str, TableEntry]:
     """Entries measured while the machine was loaded: high within-round spread or disagreeing rounds."""
     return {k: e for k in keys if (e := table.entries[k]).spread > NOISY_SPREAD
-            or e.disagreement > NOISY_DISAGREEMENT}
+            or e.disagreement(table.statistic) > NOISY_DISAGREEMENT}
 
 
 def _stderr(text: str) -> None:
@@ -126,13 +126,13 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
     from tqdm import tqdm
 
     def measure(todo: list[Block], r: int, desc: str) -> None:
-        table.reference = reference_record(measure_reference(profiler), table.reference)
+        table.reference = reference_record(measure_reference(profiler).value(spec.statistic), table.reference)
         bar = tqdm(todo, desc=desc, unit="block", disable=not progress, file=sys.stderr)
         for block in bar:
             bar.set_postfix_str(block.key, refresh=False)
             m = profiler.measure_module(space.build_block(block), block.input_shape)
             old = table.entries.get(block.key)
-            entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r)
+            entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r, spec.statistic)
             table.entries[block.key] = entry
             table.provenance["updated_utc"] = _now()
             table.save(out)
@@ -157,15 +157,16 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
         table.provenance["noise"] = {
             "spread_limit": NOISY_SPREAD, "disagreement_limit": NOISY_DISAGREEMENT,
             "noisy_blocks": {k: {"median_ms": round(e.median_ms, 5), "spread": round(e.spread, 3),
-                                 "disagreement": round(e.disagreement, 3)} for k, e in noisy.items()},
+                                 "disagreement": round(e.disagreement(spec.statistic), 3)}
+                             for k, e in noisy.items()},
         }
         table.save(out)
     if noisy:
-        worst = sorted(noisy.items(), key=lambda kv: -max(kv[1].spread, kv[1].disagreement))[:5]
+        worst = sorted(noisy.items(), key=lambda kv: -max(kv[1].spread, kv[1].disagreement(spec.statistic)))[:5]
         warn(f"{len(noisy)} of {len(measured)} blocks still look noisy after {extra_rounds} re-measurements "
              f"(the machine is loaded): " + "; ".join(
                  f"{k}: median {e.median_ms:.4f} ms, (p90-p10)/median {e.spread:.2f}, best rounds "
-                 f"{e.disagreement:+.1%} apart" for k, e in worst)
+                 f"{e.disagreement(spec.statistic):+.1%} apart" for k, e in worst)
              + f". Limits: spread {NOISY_SPREAD}, rounds {NOISY_DISAGREEMENT:.0%}; profile again on a quiet "
              "machine for a trustworthy table (re-run resumes; delete the file to start over)")
     return table
@@ -184,9 +185,9 @@ def sample_archs(space: SearchSpace, n: int, seed: int, stream: str) -> list[Arc
 
 
 def measure_arch(profiler: Profiler, arch: Arch) -> float:
-    """End-to-end median latency of an arch's whole network (same protocol as the blocks)."""
+    """End-to-end latency (the spec's statistic) of an arch's whole network (same protocol as the blocks)."""
     space = get_space(arch.space)
-    return profiler.measure_module(space.build(arch), space.input_shape).median_ms
+    return profiler.measure_module(space.build(arch), space.input_shape).value(profiler.spec.statistic)
 
 
 def measure_archs(profiler: Profiler, archs: list[Arch], rounds: int = 1, progress: bool = True,
@@ -282,7 +283,8 @@ def measure_overhead(profiler: Profiler, input_shape: tuple[int, ...], rounds: i
     """Per-inference overhead of the runtime: an identity model's lowest median, same spec and affinity."""
     from torch import nn
 
-    return min(profiler.measure_module(nn.Identity(), tuple(input_shape)).median_ms for _ in range(max(1, rounds)))
+    return min(profiler.measure_module(nn.Identity(), tuple(input_shape)).value(profiler.spec.statistic)
+               for _ in range(max(1, rounds)))
 
 
 def _extreme_arch(space: SearchSpace, table: LatencyTable, start: Arch, sign: float) -> Arch:

@@ -49,23 +49,27 @@ class TableEntry:
         return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds,
                    second_ms)
 
-    def merged(self, m: Any, rounds: int) -> TableEntry:
-        """This entry after one more round measured `m`: the lowest-median round's statistics, the second
-        lowest median kept."""
-        medians = sorted([self.median_ms, m.median_ms] + ([self.second_ms] if self.second_ms is not None else []))
-        if m.median_ms < self.median_ms:
-            return TableEntry.from_measurement(m, rounds, medians[1])
-        return replace(self, rounds=rounds, second_ms=medians[1])
+    def value(self, statistic: str = "median") -> float:
+        return float(getattr(self, f"{statistic}_ms"))
+
+    def merged(self, m: Any, rounds: int, statistic: str = "median") -> TableEntry:
+        """This entry after one more round measured `m`: the statistics of the round with the lowest
+        `statistic`, and the second-lowest value of it kept."""
+        values = sorted([self.value(statistic), m.value(statistic)]
+                        + ([self.second_ms] if self.second_ms is not None else []))
+        if m.value(statistic) < self.value(statistic):
+            return TableEntry.from_measurement(m, rounds, values[1])
+        return replace(self, rounds=rounds, second_ms=values[1])
 
     @property
     def spread(self) -> float:
         """Robust within-round spread, (p90 - p10) / median (one outlier does not move it, unlike cv)."""
         return (self.p90_ms - self.p10_ms) / self.median_ms if self.median_ms > 0 else 0.0
 
-    @property
-    def disagreement(self) -> float:
-        """How much the two best rounds disagree: second-lowest / lowest median - 1 (0 after one round)."""
-        return self.second_ms / self.median_ms - 1.0 if self.second_ms is not None and self.median_ms > 0 else 0.0
+    def disagreement(self, statistic: str = "median") -> float:
+        """How much the two best rounds disagree: second-lowest / lowest value - 1 (0 after one round)."""
+        best = self.value(statistic)
+        return self.second_ms / best - 1.0 if self.second_ms is not None and best > 0 else 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TableEntry:
@@ -139,6 +143,11 @@ class LatencyTable:
     @property
     def device_name(self) -> str:
         return str(self.device.get("name", ""))
+
+    @property
+    def statistic(self) -> str:
+        """Which per-block statistic the table sums: the device spec's (median unless it says p10)."""
+        return str(self.device.get("statistic", "median"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -236,13 +245,13 @@ class LatencyTable:
 
     def sum_ms(self, arch: Arch) -> float:
         """Uncalibrated sum of the block medians."""
-        return float(sum(self.entry(b).median_ms for b in self.blocks(arch)))
+        return float(sum(self.entry(b).value(self.statistic) for b in self.blocks(arch)))
 
     def predict_ms(self, arch: Arch) -> float:
         """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap),
         times the drift factor when a drift check found this machine faster or slower than at profiling."""
         blocks = self.blocks(arch)
-        total = sum(self.entry(b).median_ms for b in blocks)
+        total = sum(self.entry(b).value(self.statistic) for b in blocks)
         return float(self.calibration.apply(total, len(blocks))) * self.drift_factor
 
     def peak_activation_bytes(self, arch: Arch) -> int | None:

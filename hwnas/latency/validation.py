@@ -66,7 +66,7 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
     A measured table's drift reference is re-measured first: beyond ±5% the predictions are rescaled
     (reported under `drift`), or with `strict` the validation is refused (LatencyDriftError).
     """
-    from hwnas.latency.drift import check_drift, has_reference, measure_reference
+    from hwnas.latency.drift import check_drift, has_reference, reference_ms as measure_reference_ms
 
     spec = load_device(spec)
     table.check_compatible(spec.identity())
@@ -78,7 +78,7 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
 
     def control() -> None:  # the reference, measured in every round like the archs
         if has_reference(table):
-            reference_ms.append(measure_reference(profiler).median_ms)
+            reference_ms.append(measure_reference_ms(profiler))
 
     measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)", each_round=control)
     if reference_ms:  # the final factor: the reference's lowest median over the same rounds as the archs
@@ -91,7 +91,7 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
     meas = [r["measured_ms"] for r in rows]
     result: dict[str, Any] = {
         "space": table.space, "device": spec.name, "table_sha256": table.sha256, "seed": seed, "rounds": rounds,
-        "cpus": list(profiler.cpus),
+        "cpus": list(profiler.cpus), "statistic": spec.statistic,
         **fidelity_metrics(pred, meas),
         "drift": drift.to_dict(),
         "rows": rows,

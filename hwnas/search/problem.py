@@ -139,8 +139,9 @@ class TrainJob:
             if model is None:
                 model = space.build(arch)
             model.eval()
-            m = get_profiler(self.device).measure_module(model, space.input_shape)
-            values["measured_latency_ms"] = m.median_ms
+            profiler = get_profiler(self.device)
+            m = profiler.measure_module(model, space.input_shape)
+            values["measured_latency_ms"] = m.value(profiler.spec.statistic)
             extras.update({"measured_p10_ms": m.p10_ms, "measured_p90_ms": m.p90_ms, "measured_cv": m.cv})
         extras["eval_wall_s"] = round(time.perf_counter() - start, 3)
         return {"values": values, "extras": extras, "weights": weights}
