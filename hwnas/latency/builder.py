@@ -61,7 +61,7 @@ def new_table(spec: DeviceSpec, space: SearchSpace, fingerprint: dict[str, Any] 
         space.spec,
         fingerprint or spec.fingerprint(),
         protocol={"warmup": spec.warmup, "repeats": spec.repeats, "exporter": "torch.onnx legacy, opset 17",
-                  "statistic": "median of timed runs"},
+                  "statistic": f"{spec.statistic} of timed runs"},
         provenance={"created_utc": _now(), "hwnas_version": hwnas.__version__,
                     "command": " ".join(sys.argv) if sys.argv else "", "device_spec": spec.to_dict()},
     )
