@@ -1,9 +1,10 @@
 """Benchmark: latency-table fidelity vs end-to-end measurement (issue #3, item 7).
 
-Run pinned on one core, e.g.:
-  taskset -c 1 python benchmarks/latency_fidelity.py --device ort-cpu-1t --space mobile:mnist --samples 100
-Profiles the space into --table when it is missing (resumes otherwise), then validates on `samples`
-random archs (a seeded stream distinct from the calibration archs) and prints JSON.
+  nice python benchmarks/latency_fidelity.py --device ort-cpu-1t --space mobile:mnist --samples 100
+The device spec pins its measurements itself (`cpus`, default: the last core for 1 thread); no taskset.
+Profiles the space into --table when it is missing (resumes otherwise), calibrates on archs spread
+over the latency range, then validates on `samples` random archs (a seeded stream distinct from the
+calibration archs, after a drift check of the table's reference model) and prints JSON.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ OUT="${OUT:-out/demo}"
 DB="sqlite:///$OUT/runs.db"
 mkdir -p "$OUT"
 
-echo "== 1/5 profile every mobile:mnist block on ONNX Runtime CPU (1 thread) into a latency table"
-hwnas profile --device ort-cpu-1t --space mobile:mnist --out "$OUT/mobile-mnist.json" --calibrate 10
+echo "== 1/5 profile every mobile:mnist block on ONNX Runtime CPU (1 thread, pinned to the last core) into a latency table"
+hwnas profile --device ort-cpu-1t --space mobile:mnist --out "$OUT/mobile-mnist.json" --calibrate 20
 
 echo "== 2/5 validate the table's predictions against end-to-end measurement of 20 sampled archs"
 hwnas validate --table "$OUT/mobile-mnist.json" --device ort-cpu-1t --samples 20 --plot "$OUT/validate.png"

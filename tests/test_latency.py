@@ -1,4 +1,4 @@
-"""LatencyTable schema v1, resumable builder, refusals, predictor + calibration, validation, CLI."""
+"""LatencyTable schema v2, resumable builder, refusals, predictor + calibration, validation, CLI."""
 
 from __future__ import annotations
 
@@ -68,10 +68,11 @@ def test_missing_entry_raises_never_zero(table_path):
         table.predict_ms(arch)
 
 
-def test_schema_v1_roundtrip_and_content_hash(table_path, tmp_path):
+def test_schema_v2_roundtrip_and_content_hash(table_path, tmp_path):
     table = LatencyTable.load(table_path)
     data = json.loads(table_path.read_text())
-    assert data["schema"] == "hwnas.latency_table" and data["schema_version"] == 1
+    assert data["schema"] == "hwnas.latency_table" and data["schema_version"] == 2
+    assert data["reference"]["median_ms"] > 0
     copy = tmp_path / "copy.json"
     table.save(copy)
     again = LatencyTable.load(copy)
@@ -82,7 +83,7 @@ def test_schema_v1_roundtrip_and_content_hash(table_path, tmp_path):
     assert again.sha256 != table.sha256
 
 
-@pytest.mark.parametrize("version", [0, 2, None])
+@pytest.mark.parametrize("version", [0, 3, None])
 def test_other_schema_versions_are_refused(table_path, tmp_path, version):
     data = json.loads(table_path.read_text())
     data["schema_version"] = version
@@ -106,11 +107,12 @@ def test_resume_after_interruption_measures_only_the_rest(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_table(spec(), SPACE, path, progress=False, on_entry=interrupt)
+        build_table(spec(), SPACE, path, progress=False, on_entry=interrupt, extra_rounds=0)
     partial = LatencyTable.load(path)
     assert len(partial) == 5
     resumed: list[str] = []
-    table = build_table(spec(), SPACE, path, progress=False, on_entry=lambda b, e: resumed.append(b.key))
+    table = build_table(spec(), SPACE, path, progress=False, on_entry=lambda b, e: resumed.append(b.key),
+                        extra_rounds=0)
     assert len(resumed) == total - 5 and not set(resumed) & set(seen)
     assert all(table.entries[k] == partial.entries[k] for k in seen)  # finished entries kept as measured
 
@@ -185,9 +187,9 @@ def test_shipped_mobile_mnist_table_predicts():
 
 def test_interleaved_rounds_keep_the_lowest_median(tmp_path):
     path = tmp_path / "r.json"
-    first = build_table(spec(), "nb201:imagenet16", path, progress=False, rounds=1)
+    first = build_table(spec(), "nb201:imagenet16", path, progress=False, rounds=1, extra_rounds=0)
     before = dict(first.entries)
-    table = build_table(spec(), "nb201:imagenet16", path, progress=False, rounds=2)
+    table = build_table(spec(), "nb201:imagenet16", path, progress=False, rounds=2, extra_rounds=0)
     assert table.protocol["rounds"] == 2
     for key, entry in table.entries.items():
         assert entry.rounds == 2 and entry.median_ms <= before[key].median_ms

@@ -29,7 +29,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         simplify=False if args.no_simplify else None,
     )
     manifest = run_export(source, args.out, args.format, config, fp16=args.fp16, device=args.device,
-                          table=args.table, measure=not args.no_measure)
+                          table=args.table, measure=not args.no_measure, strict=args.strict)
     lat, par, onx = manifest["latency"], manifest["parity"], manifest["onnx"]
     summary = {
         "arch": manifest["arch"]["arch"], "space": manifest["arch"]["space"],
@@ -43,6 +43,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     }
     if lat.get("note"):
         summary["note"] = lat["note"]
+    if lat.get("drift"):
+        summary["drift"] = lat["drift"]["message"]
     if manifest["tensorrt"]:
         summary["tensorrt_ms"] = manifest["tensorrt"]["latency"]["median_ms"]
     emit(manifest if args.json else summary, args.json)
@@ -76,5 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="device spec to re-measure on (default: the run's table device or ort-cpu-1t)")
     p.add_argument("--table", help="latency table for the prediction (default: the run's, or the shipped one)")
     p.add_argument("--no-measure", action="store_true", help="skip re-measuring")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the re-measurement when the table's drift reference is >5%% off (default: rescale)")
     add_json_flag(p, "print the whole manifest as JSON")
     p.set_defaults(func=cmd_export)

@@ -34,8 +34,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
         "table": str(args.out), "space": table.space, "device": spec.name, "entries": len(table),
         "measured_now": len(table) - before, "sha256": table.sha256, "profile_s": round(blocks_s, 2),
         "total_s": round(time.perf_counter() - start, 2),
-        "calibration": {"scale": table.calibration.scale, "per_block_ms": table.calibration.per_block_ms,
-                        "offset_ms": table.calibration.offset_ms, "n": table.calibration.n},
+        "calibration": {"form": table.calibration.form, "scale": table.calibration.scale,
+                        "per_block_ms": table.calibration.per_block_ms, "offset_ms": table.calibration.offset_ms,
+                        "overhead_ms": table.calibration.overhead_ms, "n": table.calibration.n,
+                        "cv_mape": table.calibration.cv_mape},
+        "cpus": table.protocol.get("cpus"), "reference": table.reference,
+        "noisy_blocks": len((table.provenance.get("noise") or {}).get("noisy_blocks", {})),
     }
     emit(data, args.json)
     return 0
@@ -48,28 +52,43 @@ def _fidelity_text(result: dict) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hwnas.latency import LatencyTable
+    from hwnas.latency import load_predictor
     from hwnas.latency.validation import validate_table
 
     check_counts(args, samples=2, rounds=1)
-    table = LatencyTable.load(args.table)
+    table = load_predictor(args.table)
     plot = args.plot or str(Path(args.table).with_suffix("")) + f"-validate-{args.samples}.png"
     check_output_path(plot, "--plot")
     result = validate_table(table, args.device, args.samples, seed=args.seed, progress=not args.json,
-                            plot=plot, rounds=args.rounds)
+                            plot=plot, rounds=args.rounds, strict=args.strict)
     if not args.rows:
         result.pop("rows")
-    text = f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}"
+    text = (f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}\n"
+            f"calibration: {result['calibration']['text']}\n"
+            f"drift: {result['drift']['message']}")
     emit(result, args.json, text)
     return 0
 
 
 def cmd_fit_table(args: argparse.Namespace) -> int:
-    from hwnas.latency.fit import fit_table_from_csv
+    from hwnas.errors import ConfigError
+    from hwnas.latency.fit import fit_table_from_csv, fit_table_from_device
 
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         if path:
             check_output_path(path, flag)
+    if (args.device is None) == (args.measurements is None):
+        raise ConfigError("fit-table needs exactly one of --measurements CSV (with --target-column) or --device SPEC")
+    if args.device is not None:
+        result = fit_table_from_device(args.device, space=args.space, train=args.train, holdout=args.holdout,
+                                       seed=args.seed, prior=args.prior, rounds=args.rounds, out=args.out,
+                                       plot=args.plot, progress=not args.json)
+        text = (f"{result['device']}: K={result['train']} on {result['n']} held-out archs: "
+                f"{_fidelity_text(result)}")
+        emit(result, args.json, text)
+        return 0
+    if not args.target_column:
+        raise ConfigError("fit-table --measurements needs --target-column (the latency column of the CSV)")
     result = fit_table_from_csv(
         args.measurements, space=args.space, arch_column=args.arch_column, target_column=args.target_column,
         train=args.train, seed=args.seed, prior=args.prior, out=args.out, plot=args.plot,
@@ -92,7 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", required=True, help="device spec YAML or name under devices/")
     p.add_argument("--space", required=True, help="space spec, e.g. mobile:mnist")
     p.add_argument("--out", required=True, help="table path, e.g. latency_tables/ort-cpu-1t/mobile-mnist.json")
-    p.add_argument("--calibrate", type=int, default=10, help="end-to-end archs for the calibration fit (0: none)")
+    p.add_argument("--calibrate", type=int, default=20,
+                   help="end-to-end archs for the calibration fit, spread over the latency range (0: none)")
     p.add_argument("--recalibrate", action="store_true", help="refit the calibration of an existing table")
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
@@ -110,19 +130,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--plot", help="scatter PNG path (default next to the table)")
     p.add_argument("--rows", action="store_true", help="include every arch's numbers")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse when the table's drift reference measures >5%% off (default: rescale and say so)")
     add_json_flag(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("fit-table", help="fit a structure-aware latency table from end-to-end measurements")
-    p.add_argument("--space", required=True, help="space spec (nb201)")
-    p.add_argument("--measurements", required=True, help="CSV with an arch column and a latency column")
+    p.add_argument("--space", required=True, help="space spec (nb201 or mobile)")
+    p.add_argument("--measurements", help="CSV with an arch column and a latency column")
+    p.add_argument("--device", help="instead of a CSV: measure sampled archs end-to-end on this device spec "
+                                    "(e.g. a remote agent) and fit on them")
+    p.add_argument("--holdout", type=int, default=10, help="with --device: extra archs measured to score the fit")
+    p.add_argument("--rounds", type=int, default=3, help="with --device: interleaved rounds per arch")
     p.add_argument("--arch-column", default="arch_str")
-    p.add_argument("--target-column", required=True)
+    p.add_argument("--target-column")
     p.add_argument("--train", type=int, default=20, help="K measured archs to fit on; metrics on all others")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", default="auto",
-                   help="latency table of a device you have, used as a feature; `auto`: the shipped "
-                        "latency_tables/ort-cpu-1t/nb201-cifar100.json; `none`: structure features only")
+                   help="latency table of a device you have, used as a feature (stored inside the fitted "
+                        "table); `auto`: nb201: the ort-cpu-1t table shipped in the package, mobile: none; "
+                        "`none`: structure features only")
     p.add_argument("--dead-edges", choices=("free", "cost", "auto"), default="auto",
                    help="whether ops on dead cell edges cost time on the device (auto: leave-one-out choice)")
     p.add_argument("--rep-column", default="auto",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ from torch import nn
 
 from hwnas.devices.ort_runtime import DeviceUnavailableError, Feed, ProfilerError, _ort, ort_measure
 from hwnas.devices.spec import DeviceSpec, load_device
-from hwnas.devices.timing import Measurement, measurement_lock, summarize, time_runs
+from hwnas.devices.timing import Measurement, cpu_affinity, measurement_lock, summarize, time_runs
 from hwnas.registry import Registry
 
 OnnxModel = str | os.PathLike[str] | bytes
@@ -44,6 +47,13 @@ class Profiler(ABC):
 
     def __init__(self, spec: DeviceSpec) -> None:
         self.spec = spec
+        self.cpus = spec.pinned_cpus()
+
+    @contextlib.contextmanager
+    def conditions(self) -> Iterator[None]:
+        """The same conditions for every measurement of this spec: alone on the host, pinned to `cpus`."""
+        with measurement_lock(), cpu_affinity(self.cpus):
+            yield
 
     def batch_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.spec.batch_size, *tuple(input_shape))
@@ -75,6 +85,12 @@ class OrtProfiler(Profiler):
 
     def __init__(self, spec: DeviceSpec) -> None:
         super().__init__(spec)
+        if spec.dtype != "float32":
+            raise ProfilerError(
+                f"device {spec.name!r} asks for dtype {spec.dtype}, but the ONNX Runtime profiler times the FP32 "
+                "graph hwnas exports (it would report FP32 numbers as FP16); use dtype: float32, a torch-cuda "
+                "spec for FP16, or `hwnas export --format tensorrt --fp16`"
+            )
         if spec.providers:
             self.providers = spec.providers
         elif spec.device == "cuda":
@@ -90,9 +106,10 @@ class OrtProfiler(Profiler):
 
     def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
         s = self.spec
-        return ort_measure(read_onnx(model), input_shape, threads=s.threads,
-                           graph_optimization=s.graph_optimization, warmup=s.warmup, repeats=s.repeats,
-                           batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory)
+        with self.conditions():
+            return ort_measure(read_onnx(model), input_shape, threads=s.threads,
+                               graph_optimization=s.graph_optimization, warmup=s.warmup, repeats=s.repeats,
+                               batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory)
 
 
 
@@ -115,10 +132,11 @@ class _TorchProfiler(Profiler):
         dtype = getattr(torch, s.dtype)
         activation = _analytic_bytes(module, input_shape, s.batch_size)
         device = self._device()
-        module = module.eval().to(device=device, dtype=dtype)
+        # a copy: the caller's module keeps its device, dtype and train/eval mode
+        module = copy.deepcopy(module).eval().to(device=device, dtype=dtype)
         x = torch.randn(self.batch_shape(input_shape), generator=torch.Generator().manual_seed(0)).to(device, dtype)
         prev_threads = torch.get_num_threads()
-        with measurement_lock(), torch.inference_mode():
+        with self.conditions(), torch.inference_mode():
             torch.set_num_threads(s.threads)
             try:
                 def run():

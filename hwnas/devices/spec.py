@@ -16,6 +16,7 @@ RUNTIMES = ("onnxruntime", "torch", "remote")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16")
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+STATISTICS = ("median", "p10")
 MIN_REPEATS = 50
 # Where `load_device("name")` looks for `name.yaml`: $HWNAS_DEVICES, ./devices, the repo's devices/.
 _REPO_DEVICES = data_dir("devices")
@@ -35,6 +36,10 @@ class DeviceSpec:
     warmup: int = 10
     repeats: int = 50
     measure_memory: bool = True
+    cpus: tuple[int, ...] | None = None  # cores to pin measurements to; None: default_cpus(threads) on CPU
+    # what one measurement reports as its latency: the median of the timed runs, or their 10th percentile
+    # (runs a busy neighbour did not interrupt; on a shared machine it repeats far better than the median)
+    statistic: str = "median"
     providers: tuple[str, ...] = ()
     host: str = ""
     port: int = 0
@@ -54,6 +59,10 @@ class DeviceSpec:
             raise ConfigError(f"device {self.name!r}{where}: device {self.device!r} is not one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"device {self.name!r}{where}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.statistic not in STATISTICS:
+            raise ConfigError(
+                f"device {self.name!r}{where}: statistic {self.statistic!r} is not one of {', '.join(STATISTICS)}"
+            )
         if self.graph_optimization not in GRAPH_OPT_LEVELS:
             raise ConfigError(
                 f"device {self.name!r}{where}: graph_optimization {self.graph_optimization!r} is not one of "
@@ -70,23 +79,55 @@ class DeviceSpec:
             )
         if self.runtime == "remote" and (not self.host or not self.port):
             raise ConfigError(f"remote device {self.name!r}{where} needs `host` and `port` of its agent")
+        if self.cpus is not None:
+            if any(int(c) < 0 for c in self.cpus) or len(set(self.cpus)) != len(self.cpus):
+                raise ConfigError(f"device {self.name!r}{where}: cpus must be distinct core numbers >= 0, got {list(self.cpus)}")
+            if self.cpus and len(self.cpus) < self.threads:
+                raise ConfigError(
+                    f"device {self.name!r}{where}: {self.threads} threads need at least as many cpus, got {list(self.cpus)}"
+                )
         if self.dtype == "float16" and self.device == "cpu":
             raise ConfigError(f"device {self.name!r}{where}: float16 is only supported with device: cuda")
 
     # -- identity --------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        """The settings that change measured numbers (what a latency table must match)."""
-        return {
+        """The settings that change measured numbers (what a latency table must match); `statistic`
+        only when it is not the median (so tables from before it existed still match median specs)."""
+        out = {
             "name": self.name, "runtime": self.runtime, "device": self.device, "threads": self.threads,
             "batch_size": self.batch_size, "dtype": self.dtype,
             "graph_optimization": self.graph_optimization,
         }
+        if self.statistic != "median":
+            out["statistic"] = self.statistic
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("source")
         data["providers"] = list(self.providers)
+        data["cpus"] = None if self.cpus is None else list(self.cpus)
         return data
+
+    def pinned_cpus(self) -> tuple[int, ...]:
+        """The cores measurements run on: `cpus`, or by default the last `threads` cores (local CPU specs);
+        () = unpinned (remote and CUDA specs by default, `cpus: []`, or a core this process may not use)."""
+        from hwnas.devices.timing import default_cpus
+
+        if self.cpus is not None:
+            if not self.cpus or not hasattr(os, "sched_getaffinity"):
+                return ()
+            allowed = os.sched_getaffinity(0)
+            missing = sorted(set(self.cpus) - allowed)
+            if missing:
+                raise ConfigError(
+                    f"device {self.name!r}: cpus {missing} are not available to this process (allowed: "
+                    f"{sorted(allowed)}); change `cpus` in the spec"
+                )
+            return tuple(self.cpus)
+        if self.runtime == "remote" or self.device != "cpu":
+            return ()
+        return default_cpus(self.threads)
 
     def fingerprint(self) -> dict[str, Any]:
         """Identity plus the host: CPU model, OS, runtime versions (remote: asks the agent)."""
@@ -123,12 +164,18 @@ def device_from_dict(data: Any, source: str = "") -> DeviceSpec:
     kwargs = dict(data)
     if "providers" in kwargs:
         kwargs["providers"] = tuple(typed(kwargs["providers"] or [], list, "providers", where))
+    if kwargs.get("cpus") is not None:
+        cpus = kwargs["cpus"]
+        if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
+            raise ConfigError(f"{where}: cpus must be a list of core numbers, e.g. [1], got {cpus!r}")
+        kwargs["cpus"] = tuple(cpus)
     types = {"threads": int, "batch_size": int, "warmup": int, "repeats": int, "port": int,
              "max_upload_bytes": int, "timeout_s": float}
     for key, kind in types.items():
         if key in kwargs:
             kwargs[key] = typed(kwargs[key], kind, key, where)
-    for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description"):
+    for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description",
+                "statistic"):
         if key in kwargs and not isinstance(kwargs[key], str):
             raise ConfigError(f"{where}: {key} must be a string, got {kwargs[key]!r}")
     if "measure_memory" in kwargs and not isinstance(kwargs["measure_memory"], bool):

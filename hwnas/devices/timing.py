@@ -40,6 +40,10 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def value(self, statistic: str = "median") -> float:
+        """The latency under a spec's `statistic`: `median` or `p10` (robust to a loaded machine)."""
+        return float(getattr(self, f"{statistic}_ms"))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
@@ -86,6 +90,36 @@ def time_runs(run: Callable[[], object], warmup: int, repeats: int,
             sync()
         times.append((time.perf_counter() - start) * 1e3)
     return times
+
+
+# -- same conditions: CPU affinity ---------------------------------------------------------------
+def default_cpus(threads: int) -> tuple[int, ...]:
+    """The cores a spec without `cpus` runs on: the last `threads` cores this process may use.
+
+    The last core, not core 0, because the kernel and most other processes favour the low cores.
+    """
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return ()
+    return tuple(allowed[-int(threads):]) if threads <= len(allowed) else ()
+
+
+@contextlib.contextmanager
+def cpu_affinity(cpus: tuple[int, ...] | list[int]) -> Iterator[tuple[int, ...]]:
+    """Pin the calling thread (and threads it starts) to `cpus` for the block; restores the old mask after.
+
+    Yields the cores actually used: () where the OS has no affinity API or `cpus` is empty.
+    """
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield ()
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield tuple(sorted(cpus))
+    finally:
+        os.sched_setaffinity(0, old)
 
 
 # -- one measurement at a time -------------------------------------------------------------------

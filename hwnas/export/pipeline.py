@@ -110,11 +110,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
+MEASURE_ROUNDS = 3  # the profiling protocol: the lowest median of interleaved rounds
+
+
 def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
-                     table: str | None) -> dict[str, Any]:
-    """Re-measure the exported file on a device spec and compare with the table's prediction."""
+                     table: str | None, strict: bool = False) -> dict[str, Any]:
+    """Re-measure the exported file on a device spec (same protocol, options and affinity as the table)
+    and compare with the table's prediction, rescaled when the table's drift reference says so."""
     from hwnas.devices import get_profiler, load_device
-    from hwnas.latency import LatencyTable
+    from hwnas.latency import load_predictor
+    from hwnas.latency.drift import check_drift, has_reference
+    from hwnas.latency.drift import reference_ms as measure_reference_ms
 
     device_name = device or (source.table_device or {}).get("name") or "ort-cpu-1t"
     spec = load_device(device_name)
@@ -123,10 +129,13 @@ def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
     if table_file is None and predicted is None:
         candidate = Path(source.table_path) if source.table_path else default_table_path(spec.name, source.arch.space)
         table_file = candidate if candidate.is_file() else None
+    lut = None
     if table_file is not None:
-        lut = LatencyTable.load(table_file)
+        lut = load_predictor(table_file)
         lut.check_compatible(space=source.arch.space)
         predicted, table_sha, table_device = lut.predict_ms(source.arch), lut.sha256, lut.device
+    elif source.table_path and Path(source.table_path).is_file():
+        lut = load_predictor(source.table_path)  # for its drift reference; the run's prediction stands
     if predicted is None:
         note = f"no latency table for {spec.name} and {source.arch.space}: pass --table to get a prediction"
     same = table_device is not None and all(
@@ -136,13 +145,29 @@ def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
         note = (f"the prediction is for device {(table_device or {}).get('name')!r}, the measurement for "
                 f"{spec.name!r}: the ratio compares different devices")
     profiler = get_profiler(spec)
-    m = profiler.measure_onnx(onnx.path, tuple(onnx.input_shape[1:]))
+    check_reference = same and lut is not None and predicted is not None and has_reference(lut)
+    reference_ms: list[float] = []
+    if check_reference:  # quick (< 1 s): --strict refuses before the work
+        reference_ms.append(check_drift(lut, profiler, strict=strict).now_ms)
+    rounds = []
+    for _ in range(MEASURE_ROUNDS):  # the reference measured in every round, like the model
+        if check_reference:
+            reference_ms.append(measure_reference_ms(profiler))
+        rounds.append(profiler.measure_onnx(onnx.path, tuple(onnx.input_shape[1:])))
+    m = min(rounds, key=lambda x: x.value(spec.statistic))
+    drift = None
+    if check_reference:
+        check = check_drift(lut, profiler, strict=strict, now_ms=min(reference_ms))
+        predicted = predicted * check.factor
+        drift = check.to_dict()
     return {
         "device": spec.name, "device_fingerprint": profiler.fingerprint(), "table_path": str(table_file) if table_file else source.table_path,
         "table_sha256": table_sha, "table_device": table_device, "same_device": same,
-        "predicted_ms": predicted, "measured_ms": m.median_ms, "p10_ms": m.p10_ms, "p90_ms": m.p90_ms,
+        "predicted_ms": predicted, "measured_ms": m.value(spec.statistic), "statistic": spec.statistic,
+        "median_ms": m.median_ms, "p10_ms": m.p10_ms, "p90_ms": m.p90_ms,
         "cv": m.cv, "n": m.n,
-        "ratio": (m.median_ms / predicted) if predicted else None, "note": note,
+        "ratio": (m.value(spec.statistic) / predicted) if predicted else None, "note": note,
+        "drift": drift, "cpus": list(profiler.cpus), "rounds": MEASURE_ROUNDS,
     }
 
 
@@ -161,10 +186,12 @@ def run_export(
     device: str | None = None,
     table: str | None = None,
     measure: bool = True,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Export `source` into `out_dir` (model.onnx, engines, manifest.json); returns the manifest dict.
 
-    Parity failure is an error (ParityError); nothing is written to the manifest then.
+    Parity failure is an error (ParityError); nothing is written to the manifest then. `strict` refuses
+    a re-measurement when the table's drift reference has moved by more than 5% (LatencyDriftError).
     """
     config = config or ExportConfig()
     exporter = EXPORTERS.get(fmt)  # unknown formats and missing backends fail before any work
@@ -190,7 +217,7 @@ def run_export(
     )
     ctx = ExportContext(source, onnx, out, config, fp16=fp16, files=[(onnx.path, "onnx")])
     fmt_section = exporter.run(ctx)
-    latency = _latency_section(source, onnx, device, table) if measure else _empty_latency("--no-measure")
+    latency = _latency_section(source, onnx, device, table, strict) if measure else _empty_latency("--no-measure")
     files = [
         {"path": str(path.relative_to(out)) if path.is_relative_to(out) else str(path), "role": role,
          "sha256": sha256_file(path), "bytes": path.stat().st_size}

@@ -216,25 +216,29 @@ class TrtRunner:
         self.stream = torch.cuda.Stream()
 
     def _bind(self, x: np.ndarray):
+        """Copy the input and allocate outputs on the engine's own stream, so the copy is ordered before
+        the execution (one stream: no copy on the default stream racing the engine)."""
         torch = self.torch
         name = self.inputs[0]
         dtype = self._dtypes[self.engine.get_tensor_dtype(name)]
-        xt = torch.from_numpy(x).to("cuda", dtype=dtype).contiguous()
-        self.context.set_input_shape(name, tuple(xt.shape))
-        self.context.set_tensor_address(name, xt.data_ptr())
-        outs = []
-        for out in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(out))
-            t = torch.empty(shape, dtype=self._dtypes[self.engine.get_tensor_dtype(out)], device="cuda")
-            self.context.set_tensor_address(out, t.data_ptr())
-            outs.append(t)
+        with torch.cuda.stream(self.stream):
+            xt = torch.from_numpy(x).to("cuda", dtype=dtype, non_blocking=False).contiguous()
+            self.context.set_input_shape(name, tuple(xt.shape))
+            self.context.set_tensor_address(name, xt.data_ptr())
+            outs = []
+            for out in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(out))
+                t = torch.empty(shape, dtype=self._dtypes[self.engine.get_tensor_dtype(out)], device="cuda")
+                self.context.set_tensor_address(out, t.data_ptr())
+                outs.append(t)
         return xt, outs
 
     def run(self, x: np.ndarray) -> np.ndarray:
         _keep, outs = self._bind(x)
         self.context.execute_async_v3(self.stream.cuda_stream)
         self.stream.synchronize()
-        return outs[0].float().cpu().numpy()
+        with self.torch.cuda.stream(self.stream):
+            return outs[0].float().cpu().numpy()
 
     def time(self, x: np.ndarray, warmup: int = 10, repeats: int = 100):
         """Latency of one execution (CUDA events on the engine's stream) as a Measurement."""

@@ -7,7 +7,6 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ def new_table(spec: DeviceSpec, space: SearchSpace, fingerprint: dict[str, Any] 
         space.spec,
         fingerprint or spec.fingerprint(),
         protocol={"warmup": spec.warmup, "repeats": spec.repeats, "exporter": "torch.onnx legacy, opset 17",
-                  "statistic": "median of timed runs"},
+                  "statistic": f"{spec.statistic} of timed runs"},
         provenance={"created_utc": _now(), "hwnas_version": hwnas.__version__,
                     "command": " ".join(sys.argv) if sys.argv else "", "device_spec": spec.to_dict()},
     )
@@ -84,15 +83,35 @@ def open_table(out: str | os.PathLike[str], spec: DeviceSpec, space: SearchSpace
     return table
 
 
+NOISY_SPREAD = 0.5  # (p90 - p10) / median within a round above this: the machine was busy
+NOISY_DISAGREEMENT = 0.05  # the two best rounds' medians further apart than this: a busy moment
+EXTRA_ROUNDS = 2  # re-measurements of noisy blocks before the table is written with a warning
+
+
+def noisy_entries(table: LatencyTable, keys: list[str]) -> dict[str, TableEntry]:
+    """Entries measured while the machine was loaded: high within-round spread or disagreeing rounds."""
+    return {k: e for k in keys if (e := table.entries[k]).spread > NOISY_SPREAD
+            or e.disagreement(table.statistic) > NOISY_DISAGREEMENT}
+
+
+def _stderr(text: str) -> None:
+    print(f"hwnas: warning: {text}", file=sys.stderr)
+
+
 def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.PathLike[str],
                 progress: bool = True, profiler: Profiler | None = None, rounds: int = 1,
-                on_entry: Callable[[Block, TableEntry], None] | None = None) -> LatencyTable:
+                on_entry: Callable[[Block, TableEntry], None] | None = None,
+                warn: Callable[[str], None] = _stderr, extra_rounds: int = EXTRA_ROUNDS) -> LatencyTable:
     """Measure each block of `space` missing from `out`, saving after every entry (resumable).
 
     With `rounds` > 1 every block is measured again in later passes over all blocks (seconds apart),
     keeping the round with the lowest median: on a shared machine a busy neighbour slows whole
-    seconds by ~30%, and interleaved rounds let every block see a quiet moment.
+    seconds by ~30%, and interleaved rounds let every block see a quiet moment. Every round also
+    measures the drift reference model. Blocks that still look noisy (see `noisy_entries`) are
+    measured up to `extra_rounds` more times; those left noisy are reported through `warn` with numbers.
     """
+    from hwnas.latency.drift import measure_reference, reference_record
+
     spec = load_device(spec)
     space = get_space(space) if isinstance(space, str) else space
     profiler = profiler or get_profiler(spec)
@@ -100,29 +119,55 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
     table = open_table(out, spec, space, fingerprint)
     blocks = space_blocks(space)
     table.protocol["rounds"] = max(int(rounds), int(table.protocol.get("rounds", 1)))
+    table.protocol["cpus"] = list(profiler.cpus)
     if not Path(out).exists():
         table.save(out)
     from tqdm import tqdm
 
-    for r in range(1, int(rounds) + 1):
-        todo = [b for b in blocks if b.key not in table.entries or table.entries[b.key].rounds < r]
-        if not todo:
-            continue
-        desc = f"profile {space.spec} on {spec.name}" + (f" (round {r}/{rounds})" if rounds > 1 else "")
+    def measure(todo: list[Block], r: int, desc: str) -> None:
+        table.reference = reference_record(measure_reference(profiler).value(spec.statistic), table.reference)
         bar = tqdm(todo, desc=desc, unit="block", disable=not progress, file=sys.stderr)
         for block in bar:
             bar.set_postfix_str(block.key, refresh=False)
             m = profiler.measure_module(space.build_block(block), block.input_shape)
             old = table.entries.get(block.key)
-            if old is None or m.median_ms < old.median_ms:
-                entry = TableEntry.from_measurement(m, rounds=r)
-            else:
-                entry = replace(old, rounds=r)
+            entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r, spec.statistic)
             table.entries[block.key] = entry
             table.provenance["updated_utc"] = _now()
             table.save(out)
             if on_entry is not None:
                 on_entry(block, entry)
+
+    measured: list[str] = []
+    for r in range(1, int(rounds) + 1):
+        todo = [b for b in blocks if b.key not in table.entries or table.entries[b.key].rounds < r]
+        if todo:
+            measured += [b.key for b in todo if b.key not in measured]
+            measure(todo, r, f"profile {space.spec} on {spec.name}" + (f" (round {r}/{rounds})" if rounds > 1 else ""))
+    by_key = {b.key: b for b in blocks}
+    noisy = noisy_entries(table, measured)
+    for extra in range(int(extra_rounds)):
+        if not noisy:
+            break
+        measure([by_key[k] for k in noisy], max(table.entries[k].rounds for k in noisy) + 1,
+                f"re-measure {len(noisy)} noisy blocks ({extra + 1}/{extra_rounds})")
+        noisy = noisy_entries(table, list(noisy))
+    if measured:
+        table.provenance["noise"] = {
+            "spread_limit": NOISY_SPREAD, "disagreement_limit": NOISY_DISAGREEMENT,
+            "noisy_blocks": {k: {"median_ms": round(e.median_ms, 5), "spread": round(e.spread, 3),
+                                 "disagreement": round(e.disagreement(spec.statistic), 3)}
+                             for k, e in noisy.items()},
+        }
+        table.save(out)
+    if noisy:
+        worst = sorted(noisy.items(), key=lambda kv: -max(kv[1].spread, kv[1].disagreement(spec.statistic)))[:5]
+        warn(f"{len(noisy)} of {len(measured)} blocks still look noisy after {extra_rounds} re-measurements "
+             f"(the machine is loaded): " + "; ".join(
+                 f"{k}: median {e.median_ms:.4f} ms, (p90-p10)/median {e.spread:.2f}, best rounds "
+                 f"{e.disagreement(spec.statistic):+.1%} apart" for k, e in worst)
+             + f". Limits: spread {NOISY_SPREAD}, rounds {NOISY_DISAGREEMENT:.0%}; profile again on a quiet "
+             "machine for a trustworthy table (re-run resumes; delete the file to start over)")
     return table
 
 
@@ -139,79 +184,159 @@ def sample_archs(space: SearchSpace, n: int, seed: int, stream: str) -> list[Arc
 
 
 def measure_arch(profiler: Profiler, arch: Arch) -> float:
-    """End-to-end median latency of an arch's whole network (same protocol as the blocks)."""
+    """End-to-end latency (the spec's statistic) of an arch's whole network (same protocol as the blocks)."""
     space = get_space(arch.space)
-    return profiler.measure_module(space.build(arch), space.input_shape).median_ms
+    return profiler.measure_module(space.build(arch), space.input_shape).value(profiler.spec.statistic)
 
 
 def measure_archs(profiler: Profiler, archs: list[Arch], rounds: int = 1, progress: bool = True,
-                  desc: str = "end-to-end") -> list[float]:
-    """End-to-end medians of several archs, in interleaved rounds keeping each arch's lowest median."""
+                  desc: str = "end-to-end", each_round: Callable[[], None] | None = None) -> list[float]:
+    """End-to-end medians of several archs, in interleaved rounds keeping each arch's lowest median;
+    `each_round` runs before every round (e.g. a control measurement under the same conditions)."""
     from tqdm import tqdm
 
     best = [float("inf")] * len(archs)
     for r in range(int(rounds)):
+        if each_round is not None:
+            each_round()
         label = desc + (f" (round {r + 1}/{rounds})" if rounds > 1 else "")
         for i, arch in enumerate(tqdm(archs, desc=label, unit="arch", disable=not progress, file=sys.stderr)):
             best[i] = min(best[i], measure_arch(profiler, arch))
     return best
 
 
-def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list[float],
-                    fitted_on: list[str] | None = None) -> Calibration:
-    """Least-squares map from block sums to end-to-end latency, the form chosen by leave-one-out error.
+def _forms(s: np.ndarray, k: np.ndarray, overhead_ms: float | None) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
+    """Candidate calibration forms as (regressor columns, fixed part of the target)."""
+    ones, zero = np.ones_like(s), np.zeros_like(s)
+    forms = {"scale": ([s], zero), "scale+offset": ([s, ones], zero)}
+    if overhead_ms is not None:
+        # each block's measurement carries one per-inference overhead o; the whole network only one
+        net = s - k * overhead_ms
+        forms["overhead"] = ([net], np.full_like(s, overhead_ms))
+        forms["overhead+offset"] = ([net, ones], zero)
+    forms["per_block"] = ([s, k, ones], zero)
+    return forms
 
-    Candidates: scale only; scale + offset; scale + per-block + offset. Offsets may be negative (a
-    standalone block carries per-run overhead that vanishes inside a whole network); scale must be > 0.
+
+def _coefficients(form: str, coef: np.ndarray, overhead_ms: float | None) -> tuple[float, float, float]:
+    """(scale, per_block_ms, offset_ms) of a fitted form."""
+    a = float(coef[0])
+    if form == "scale":
+        return a, 0.0, 0.0
+    if form == "scale+offset":
+        return a, 0.0, float(coef[1])
+    if form == "overhead":
+        return a, -a * float(overhead_ms), float(overhead_ms)
+    if form == "overhead+offset":
+        return a, -a * float(overhead_ms), float(coef[1])
+    return a, float(coef[1]), float(coef[2])
+
+
+def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list[float],
+                    fitted_on: list[str] | None = None, overhead_ms: float | None = None) -> Calibration:
+    """Map block sums to end-to-end latency; the form with the lowest leave-one-out MAPE wins.
+
+    Candidates: scale; scale + offset; with a measured per-inference overhead o, `overhead`
+    (y = a (sum - blocks o) + o) and `overhead+offset`; `per_block` (y = a sum + b blocks + c).
+    Least squares on relative errors (the quality measures are relative); the scale must be > 0.
+    A form is only tried with at least two more archs than it has coefficients.
     """
-    s, b, y = (np.asarray(v, dtype=float) for v in (sums_ms, n_blocks, measured_ms))
+    s, k, y = (np.asarray(v, dtype=float) for v in (sums_ms, n_blocks, measured_ms))
     n = len(y)
     if n == 0:
         return Calibration()
-    ones = np.ones(n)
-    forms = {"scale": [s], "scale+offset": [s, ones], "scale+per_block+offset": [s, b, ones]}
+    w = 1.0 / np.maximum(y, 1e-12)
+    forms = _forms(s, k, overhead_ms)
 
-    def solve(cols: list[np.ndarray], rows: np.ndarray) -> np.ndarray | None:
-        X = np.stack([c[rows] for c in cols], axis=1)
+    def solve(cols: list[np.ndarray], fixed: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        X = np.stack([c[rows] for c in cols], axis=1) * w[rows, None]
         if np.linalg.matrix_rank(X) < X.shape[1]:
             return None
-        coef = np.linalg.lstsq(X, y[rows], rcond=None)[0]
+        coef = np.linalg.lstsq(X, (y[rows] - fixed[rows]) * w[rows], rcond=None)[0]
         return coef if coef[0] > 0 else None
 
-    best, best_err = "scale", float("inf")
-    for name, cols in forms.items():
+    scores: dict[str, float] = {}
+    for name, (cols, fixed) in forms.items():
         if n < len(cols) + 2:
             continue
         errs = []
         for i in range(n):
-            rows = np.arange(n) != i
-            coef = solve(cols, rows)
+            coef = solve(cols, fixed, np.arange(n) != i)
             if coef is None:
-                errs = []
                 break
-            pred = float(sum(c * col[i] for c, col in zip(coef, cols)))
+            pred = float(sum(c * col[i] for c, col in zip(coef, cols)) + fixed[i])
             errs.append(abs(pred - y[i]) / max(y[i], 1e-12))
-        if errs and np.mean(errs) < best_err - 1e-9:
-            best, best_err = name, float(np.mean(errs))
-    coef = solve(forms[best], np.arange(n))
-    if coef is None:
-        return Calibration(float(np.sum(s * y) / max(np.sum(s * s), 1e-12)), 0.0, 0.0, n, list(fitted_on or []))
-    values = dict(zip({"scale": ["scale"], "scale+offset": ["scale", "offset_ms"],
-                       "scale+per_block+offset": ["scale", "per_block_ms", "offset_ms"]}[best], coef))
-    return Calibration(float(values["scale"]), float(values.get("per_block_ms", 0.0)),
-                       float(values.get("offset_ms", 0.0)), n, list(fitted_on or []))
+        if len(errs) == n:
+            scores[name] = 100.0 * float(np.mean(errs))
+    best = min(scores, key=lambda f: (scores[f], len(forms[f][0]))) if scores else "scale"
+    cols, fixed = forms[best]
+    coef = solve(cols, fixed, np.arange(n))
+    if coef is None:  # degenerate input: plain ratio
+        best, coef = "scale", np.array([float(np.sum(s * y) / max(np.sum(s * s), 1e-12))])
+    scale, per_block, offset = _coefficients(best, coef, overhead_ms)
+    return Calibration(scale, per_block, offset, n, list(fitted_on or []), form=best, overhead_ms=overhead_ms,
+                       cv_mape=scores.get(best), candidates={f: round(v, 3) for f, v in scores.items()})
 
 
-def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 10, seed: int = 0,
+def measure_overhead(profiler: Profiler, input_shape: tuple[int, ...], rounds: int = 1) -> float:
+    """Per-inference overhead of the runtime: an identity model's lowest median, same spec and affinity."""
+    from torch import nn
+
+    return min(profiler.measure_module(nn.Identity(), tuple(input_shape)).value(profiler.spec.statistic)
+               for _ in range(max(1, rounds)))
+
+
+def _extreme_arch(space: SearchSpace, table: LatencyTable, start: Arch, sign: float) -> Arch:
+    """Coordinate descent on the block sum from `start` (sign -1: smallest, +1: largest)."""
+    genes = list(start.genes)
+    best = sign * table.sum_ms(start)
+    for _ in range(2):
+        for i, valid in enumerate(space.choices):
+            for gene in valid:
+                trial = list(genes)
+                trial[i] = gene
+                try:
+                    arch = space.make(trial)
+                    value = sign * table.sum_ms(arch)
+                except Exception:  # noqa: BLE001 - an invalid combination or an unmeasured block
+                    continue
+                if value > best:
+                    genes, best = trial, value
+    return space.make(genes)
+
+
+def calibration_archs(table: LatencyTable, space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    """`n` archs spread over the latency range: the smallest and largest block sums that coordinate
+    descent finds, and quantiles of the block sum over a large seeded sample in between."""
+    pool = sample_archs(space, max(25 * n, 200), seed, "calibration")
+    pool.sort(key=table.sum_ms)
+    chosen: dict[str, Arch] = {}
+    if n >= 4:
+        for arch in (_extreme_arch(space, table, pool[0], -1.0), _extreme_arch(space, table, pool[-1], 1.0)):
+            chosen.setdefault(arch.id, arch)
+    for i in np.linspace(0, len(pool) - 1, max(n, 1)).round().astype(int):
+        if len(chosen) >= n:
+            break
+        chosen.setdefault(pool[int(i)].id, pool[int(i)])
+    for arch in pool:  # duplicates among the quantiles: fill up
+        if len(chosen) >= n:
+            break
+        chosen.setdefault(arch.id, arch)
+    return sorted(chosen.values(), key=table.sum_ms)
+
+
+def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 20, seed: int = 0,
               profiler: Profiler | None = None, progress: bool = True, rounds: int = 1) -> LatencyTable:
-    """Measure `n` sampled archs end-to-end and store the fitted calibration in the table."""
+    """Measure the runtime overhead and `n` archs spread over the latency range end-to-end; store the
+    calibration form with the lowest cross-validated error in the table."""
     spec = load_device(spec)
     profiler = profiler or get_profiler(spec)
     space = get_space(table.space)
-    archs = sample_archs(space, n, seed, "calibration")
+    archs = calibration_archs(table, space, n, seed)
     sums = [table.sum_ms(a) for a in archs]
     counts = [len(table.blocks(a)) for a in archs]
+    overhead = measure_overhead(profiler, space.input_shape, rounds)
     measured = measure_archs(profiler, archs, rounds, progress, "calibrate (end-to-end)")
-    table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs])
+    table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs], overhead_ms=overhead)
     table.provenance["calibrated_utc"] = _now()
     return table

@@ -1,4 +1,11 @@
-"""Few-shot latency tables for end-to-end-only devices: structure-aware features of the nb201 cell + NNLS fit.
+"""Few-shot latency tables for end-to-end-only devices: structure-aware features + NNLS fit (nb201, mobile).
+
+A `FittedTable` is a latency source like a measured table: `hwnas search --table`, `validate` and
+`export` take either. Its prior (a measured table of a device you have) is stored inside the file
+(schema v2), so predictions never read a path; the default nb201 prior ships inside the package.
+
+mobile: per-arch MACs of the 1x1 (expand + project) and depthwise convolutions, activation elements
+and the number of MBConv blocks, or with a prior table its prediction plus the block count.
 
 Features: counts of live conv3x3 / conv1x1 / avg-pool / skip edges (an edge is live when it lies on an
 input->output path; `none` and dead edges cost nothing in networks hwnas builds), extra additions (live
@@ -24,15 +31,51 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.fileio import csv_number, data_dir, read_csv_rows, read_json
+from hwnas.fileio import csv_number, read_csv_rows, read_json
 from hwnas.latency.table import LatencyTable, LatencyTableError
 from hwnas.latency.validation import fidelity_metrics, scatter_plot
 from hwnas.spaces import Arch, get_space
 
 FIT_SCHEMA = "hwnas.fitted_table"
-FIT_SCHEMA_VERSION = 1
-_REPO_TABLES = data_dir("latency_tables")
-DEFAULT_PRIOR = _REPO_TABLES / "ort-cpu-1t" / "nb201-cifar100.json"
+FIT_SCHEMA_VERSION = 2  # v2: the prior table inline (`prior["table"]`); v1 (a prior path) is still read
+FIT_SUPPORTED_VERSIONS = (1, 2)
+DEFAULT_PRIORS = {"nb201": "ort-cpu-1t-nb201-cifar100.json"}  # package data in hwnas/latency/priors/
+FIT_SPACES = ("nb201", "mobile")
+
+
+def default_prior(space: str) -> LatencyTable | None:
+    """The prior shipped inside the package for a space family (None when there is none)."""
+    from importlib import resources
+
+    name = DEFAULT_PRIORS.get(get_space(space).name)
+    if name is None:
+        return None
+    data = json.loads(resources.files("hwnas.latency").joinpath("priors", name).read_text())
+    return LatencyTable.from_dict(data, source=f"hwnas/latency/priors/{name}")
+
+
+def mobile_features(arch: Arch) -> list[float]:
+    """MACs (millions) of 1x1 and of depthwise convs, activation elements (millions), MBConv count."""
+    space = get_space(arch.space)
+    pw = dw = act = 0.0
+    count = 0.0
+    for b in space.blocks(arch):
+        if b.kind != "mbconv":
+            continue
+        h, w = b.input_hw
+        ho, wo = (h - 1) // b.stride + 1, (w - 1) // b.stride + 1
+        mid = b.in_channels * b.expansion
+        if b.expansion != 1:
+            pw += h * w * b.in_channels * mid / b.groups
+            act += h * w * mid
+        dw += ho * wo * mid * b.kernel * b.kernel
+        pw += ho * wo * mid * b.out_channels / b.groups
+        act += ho * wo * (mid + b.out_channels)
+        count += 1
+    return [pw / 1e6, dw / 1e6, act / 1e6, count]
+
+
+MOBILE_FEATURES = ["pointwise_macs_m", "depthwise_macs_m", "activations_m", "mbconv_blocks"]
 CELL_OPS = ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect")
 
 
@@ -76,14 +119,34 @@ class FittedTable:
     train_archs: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
 
+    device_identity: dict[str, Any] = field(default_factory=dict)  # the spec measured on (fit from a device)
+
+    reference = None  # no drift reference: fitted tables are used as they are
+    drift_factor = 1.0
+
+    def _prior_table(self, prior_table: LatencyTable | None) -> LatencyTable:
+        if prior_table is not None:
+            return prior_table
+        cached = _PRIOR_TABLES.get(self.prior.get("sha256", ""))
+        if cached is None:
+            if "table" in self.prior:
+                cached = LatencyTable.from_dict(self.prior["table"], source="the fitted table's prior")
+            else:  # schema v1: the prior by path
+                cached = LatencyTable.load(self.prior["path"])
+            _PRIOR_TABLES[self.prior.get("sha256", "")] = cached
+        return cached
+
     def _row(self, arch: Arch, prior_table: LatencyTable | None) -> list[float]:
         if arch.space.partition(":")[0] != self.space.partition(":")[0]:
             raise LatencyTableError(f"fitted table is for {self.space}, not {arch.space}")
+        if get_space(self.space).name == "mobile":
+            row = mobile_features(arch)
+            if self.prior:
+                row = [self._prior_table(prior_table).predict_ms(arch)] + row[3:]
+            return row
         row = cell_features(arch.genes)
         if self.prior:
-            if prior_table is None:
-                prior_table = LatencyTable.load(self.prior["path"])
-            row = [prior_ms(prior_table, arch.genes)] + row[3:]
+            row = [prior_ms(self._prior_table(prior_table), arch.genes)] + row[3:]
         if self.dead_edges == "cost":
             row = row + dead_features(arch.genes)
         return row
@@ -93,8 +156,34 @@ class FittedTable:
 
     @property
     def device(self) -> dict[str, Any]:
-        """What the numbers describe: the measured column (there is no local device spec)."""
+        """What the numbers describe: the device spec measured on, or the measured column of a CSV."""
+        if self.device_identity:
+            return {**self.device_identity, "fitted": True}
         return {"name": self.target, "fitted": True, "dead_edges": self.dead_edges}
+
+    @property
+    def device_name(self) -> str:
+        return str(self.device.get("name", ""))
+
+    def check_compatible(self, device_identity: dict[str, Any] | None = None, space: str | None = None) -> None:
+        """Refuse another space, or (when fitted from a device spec) another device's settings."""
+        if space is not None and get_space(space).spec != get_space(self.space).spec:
+            raise LatencyTableError(
+                f"fitted table is for space {self.space}, not {get_space(space).spec}; fit one for that space"
+            )
+        if device_identity is not None and self.device_identity:
+            diffs = [f"{k}: table {self.device_identity.get(k)!r} vs {v!r}" for k, v in device_identity.items()
+                     if self.device_identity.get(k) != v]
+            if diffs:
+                raise LatencyTableError(
+                    f"fitted table is for device {self.device_name!r}, not this device spec ({'; '.join(diffs)}); "
+                    "fit one on this device with `hwnas fit-table --device`"
+                )
+
+    def describe(self) -> str:
+        """One line: the fitted coefficients."""
+        terms = " ".join(f"{n}={c:.4g}" for n, c in zip(self.features, self.coef))
+        return f"fitted ({len(self.train_archs)} archs): {terms} intercept_ms={self.intercept_ms:.4g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": FIT_SCHEMA, "schema_version": FIT_SCHEMA_VERSION, **asdict(self)}
@@ -112,17 +201,22 @@ class FittedTable:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FittedTable:
         data = read_json(path, LatencyTableError, "fitted table", "fit it with `hwnas fit-table`")
-        if not isinstance(data, dict) or data.get("schema") != FIT_SCHEMA or data.get("schema_version") != FIT_SCHEMA_VERSION:
+        if (not isinstance(data, dict) or data.get("schema") != FIT_SCHEMA
+                or data.get("schema_version") not in FIT_SUPPORTED_VERSIONS):
             raise LatencyTableError(
-                f"{path} is not a fitted table of schema {FIT_SCHEMA} v{FIT_SCHEMA_VERSION}; refit it with "
+                f"{path} is not a fitted table of schema {FIT_SCHEMA} v{FIT_SUPPORTED_VERSIONS}; refit it with "
                 "`hwnas fit-table`"
             )
         data.pop("schema")
         data.pop("schema_version")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise LatencyTableError(f"{path} has unknown keys {sorted(unknown)}; refit it with `hwnas fit-table`")
         return cls(**data)
 
 
 _PRIOR_CACHE: dict[str, dict[tuple[str, ...], float]] = {}  # table sha256 -> genotype -> prior ms
+_PRIOR_TABLES: dict[str, LatencyTable] = {}  # prior sha256 -> table
 
 
 def prior_ms(table: LatencyTable, genes: tuple[str, ...] | list[str]) -> float:
@@ -131,11 +225,12 @@ def prior_ms(table: LatencyTable, genes: tuple[str, ...] | list[str]) -> float:
 
 
 def resolve_prior(prior: str | None, space: str) -> LatencyTable | None:
-    """`auto`: the shipped ort-cpu-1t nb201 table when present; `none`/None: no prior; else a table path."""
+    """`auto`: the prior shipped in the package for the space (nb201: ort-cpu-1t; mobile: none, the
+    structure features are derived from the arch); `none`/None: no prior; else a table path."""
     if prior is None or str(prior).lower() == "none":
         return None
     if str(prior).lower() == "auto":
-        return LatencyTable.load(DEFAULT_PRIOR) if DEFAULT_PRIOR.is_file() else None
+        return default_prior(space)
     table = LatencyTable.load(prior)
     if table.space.partition(":")[0] != get_space(space).name:
         raise LatencyTableError(f"prior table {prior} is for {table.space}; fit-table needs a {get_space(space).name} table")
@@ -197,16 +292,17 @@ def _dead_ops_help(small: np.ndarray, big: np.ndarray, y: np.ndarray) -> bool:
 
 
 def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", train: int = 20, seed: int = 0,
-              prior: LatencyTable | None = None, target: str = "latency_ms", prior_path: str = "",
-              dead_edges: str = "auto") -> tuple[FittedTable, dict[str, Any]]:
+              prior: LatencyTable | None = None, target: str = "latency_ms", dead_edges: str = "auto") -> tuple[FittedTable, dict[str, Any]]:
     """Fit on `train` rows drawn with `seed`; metrics on all other rows."""
     if dead_edges not in DEAD_EDGE_MODES:
         raise ConfigError(f"dead_edges must be one of {', '.join(DEAD_EDGE_MODES)}, got {dead_edges!r}")
     sp = get_space(space)
-    if sp.name != "nb201":
-        raise ConfigError(f"fit-table supports the nb201 space (cell structure features), not {sp.spec}")
+    if sp.name not in FIT_SPACES:
+        raise ConfigError(f"fit-table supports the spaces {', '.join(FIT_SPACES)} (structure features), not {sp.spec}")
     if not 2 <= train < len(y):
         raise ConfigError(f"--train must be between 2 and {len(y) - 1} (the file has {len(y)} rows)")
+    if sp.name == "mobile":
+        return _fit_mobile(arch_strings, y, sp, train, seed, prior, target)
     genes = [tuple(sp.split(a)) for a in arch_strings]
     F = np.array([cell_features(g) for g in genes])
     names = list(STRUCTURE_FEATURES)
@@ -230,11 +326,70 @@ def fit_table(arch_strings: list[str], y: np.ndarray, *, space: str = "nb201", t
     metrics = fidelity_metrics(pred[te], y[te])
     fitted = FittedTable(
         space=sp.spec, target=target, features=names, coef=[float(c) for c in coef], intercept_ms=intercept,
-        prior=({"path": prior_path, "sha256": prior.sha256, "device": prior.device_name, "space": prior.space}
-               if prior is not None else {}),
-        dead_edges=dead_edges, train_archs=[arch_strings[i] for i in tr], metrics=metrics,
+        prior=_prior_record(prior), dead_edges=dead_edges, train_archs=[arch_strings[i] for i in tr],
+        metrics=metrics,
     )
     return fitted, {"pred": pred[te], "measured": y[te]}
+
+
+def _prior_record(prior: LatencyTable | None) -> dict[str, Any]:
+    """The prior as stored in a fitted table: identity plus the whole table (no path is ever read back)."""
+    if prior is None:
+        return {}
+    return {"sha256": prior.sha256, "device": prior.device_name, "space": prior.space, "table": prior.to_dict()}
+
+
+def _fit_mobile(arch_strings: list[str], y: np.ndarray, sp: Any, train: int, seed: int,
+                prior: LatencyTable | None, target: str) -> tuple[FittedTable, dict[str, Any]]:
+    archs = [sp.parse(a) for a in arch_strings]
+    F = np.array([mobile_features(a) for a in archs])
+    names = list(MOBILE_FEATURES)
+    if prior is not None:
+        F = np.column_stack([[prior.predict_ms(a) for a in archs], F[:, 3:]])
+        names = ["prior_ms"] + names[3:]
+    idx = np.random.default_rng(seed).permutation(len(y))
+    tr, te = idx[:train], idx[train:]
+    coef, intercept = fit_nnls(F[tr], y[tr])
+    pred = F @ coef + intercept
+    fitted = FittedTable(
+        space=sp.spec, target=target, features=names, coef=[float(c) for c in coef], intercept_ms=intercept,
+        prior=_prior_record(prior), train_archs=[arch_strings[i] for i in tr],
+        metrics=fidelity_metrics(pred[te], y[te]) if len(te) else {},
+    )
+    return fitted, {"pred": pred[te], "measured": y[te]}
+
+
+def fit_table_from_device(spec: Any, *, space: str, train: int, holdout: int = 10, seed: int = 0,
+                          prior: str | None = "auto", rounds: int = 1, out: str | None = None,
+                          plot: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Measure `train + holdout` sampled archs end-to-end on a device (e.g. a remote agent) and fit on
+    `train` of them; metrics on the hold-out rest. The fitted table records the device's identity."""
+    from dataclasses import replace
+
+    from hwnas.devices.profilers import get_profiler
+    from hwnas.devices.spec import load_device
+    from hwnas.latency.builder import measure_archs, sample_archs
+
+    spec = load_device(spec)
+    sp = get_space(space)
+    if holdout < 2 or train < 2:
+        raise ConfigError("fit-table --device needs --train >= 2 and --holdout >= 2 (the archs that measure the fit)")
+    archs = sample_archs(sp, train + holdout, seed, "fit")
+    y = np.asarray(measure_archs(get_profiler(spec), archs, rounds, progress, "fit-table (end-to-end)"))
+    strings = [str(a) for a in archs]
+    prior_table = resolve_prior(prior, space)
+    fitted, held = fit_table(strings, y, space=space, train=train, seed=seed, prior=prior_table,
+                             target="latency_ms", dead_edges="free" if sp.name == "mobile" else "auto")
+    fitted = replace(fitted, device_identity=spec.identity())
+    result: dict[str, Any] = {"space": fitted.space, "device": spec.name, "train": train, "holdout": holdout,
+                              "seed": seed, **fitted.metrics, "features": fitted.features,
+                              "coef": fitted.coef, "intercept_ms": fitted.intercept_ms,
+                              "prior": {k: v for k, v in fitted.prior.items() if k != "table"} or None}
+    if out:
+        result["out"] = str(fitted.save(out))
+    if plot:
+        result["plot"] = str(scatter_plot(held["pred"], held["measured"], plot, f"{spec.name} K={train}"))
+    return result
 
 
 def fit_table_from_csv(measurements: str | os.PathLike[str], *, space: str, arch_column: str, target_column: str,
@@ -243,14 +398,13 @@ def fit_table_from_csv(measurements: str | os.PathLike[str], *, space: str, arch
                        rep_column: str | None = "auto") -> dict[str, Any]:
     archs, y = read_measurements(measurements, arch_column, target_column, rep_column)
     prior_table = resolve_prior(prior, space)
-    prior_path = "" if prior_table is None else str(DEFAULT_PRIOR if str(prior).lower() == "auto" else prior)
     fitted, held = fit_table(archs, y, space=space, train=train, seed=seed, prior=prior_table,
-                             target=target_column, prior_path=prior_path, dead_edges=dead_edges)
+                             target=target_column, dead_edges=dead_edges)
     result: dict[str, Any] = {
         "space": fitted.space, "target": target_column, "train": train, "seed": seed,
         **fitted.metrics,
         "features": fitted.features, "coef": fitted.coef, "intercept_ms": fitted.intercept_ms,
-        "prior": fitted.prior or None, "dead_edges": fitted.dead_edges,
+        "prior": {k: v for k, v in fitted.prior.items() if k != "table"} or None, "dead_edges": fitted.dead_edges,
     }
     if out:
         result["out"] = str(fitted.save(out))

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,11 @@ from hwnas.fileio import read_json, typed
 from hwnas.spaces import Arch, Block, get_space
 
 SCHEMA = "hwnas.latency_table"
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+# v1: entries + calibration. v2 adds: `reference` (a fixed model measured with the blocks, for drift
+# checks), entries' `second_ms` (second-lowest round median, for noise checks), the calibration's
+# `form`, `overhead_ms`, `cv_mape` and `candidates`. v1 files are read with those absent.
+SUPPORTED_VERSIONS = (1, 2)
 
 
 class LatencyTableError(HwnasError):
@@ -40,10 +43,34 @@ class TableEntry:
     activation_bytes: int | None = None
     measured_peak_bytes: int | None = None
     rounds: int = 1  # measurement rounds done; the statistics are those of the round with the lowest median
+    second_ms: float | None = None  # the second-lowest round median (None after one round)
 
     @classmethod
-    def from_measurement(cls, m: Any, rounds: int = 1) -> TableEntry:
-        return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds)
+    def from_measurement(cls, m: Any, rounds: int = 1, second_ms: float | None = None) -> TableEntry:
+        return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds,
+                   second_ms)
+
+    def value(self, statistic: str = "median") -> float:
+        return float(getattr(self, f"{statistic}_ms"))
+
+    def merged(self, m: Any, rounds: int, statistic: str = "median") -> TableEntry:
+        """This entry after one more round measured `m`: the statistics of the round with the lowest
+        `statistic`, and the second-lowest value of it kept."""
+        values = sorted([self.value(statistic), m.value(statistic)]
+                        + ([self.second_ms] if self.second_ms is not None else []))
+        if m.value(statistic) < self.value(statistic):
+            return TableEntry.from_measurement(m, rounds, values[1])
+        return replace(self, rounds=rounds, second_ms=values[1])
+
+    @property
+    def spread(self) -> float:
+        """Robust within-round spread, (p90 - p10) / median (one outlier does not move it, unlike cv)."""
+        return (self.p90_ms - self.p10_ms) / self.median_ms if self.median_ms > 0 else 0.0
+
+    def disagreement(self, statistic: str = "median") -> float:
+        """How much the two best rounds disagree: second-lowest / lowest value - 1 (0 after one round)."""
+        best = self.value(statistic)
+        return self.second_ms / best - 1.0 if self.second_ms is not None and best > 0 else 0.0
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "table entry") -> TableEntry:
@@ -55,9 +82,10 @@ class TableEntry:
         if unknown or not {"median_ms", "p10_ms", "p90_ms", "n"} <= set(data):
             raise LatencyTableError(f"{where} must have median_ms, p10_ms, p90_ms, n (unknown: {sorted(unknown)})")
         kinds = {"median_ms": float, "p10_ms": float, "p90_ms": float, "cv": float, "n": int, "rounds": int,
-                 "activation_bytes": int, "measured_peak_bytes": int}
+                 "activation_bytes": int, "measured_peak_bytes": int, "second_ms": float}
+        optional = {"activation_bytes", "measured_peak_bytes", "second_ms"}
         try:
-            values = {k: v if v is None and k.endswith("bytes") else typed(v, kinds[k], k, where)
+            values = {k: v if v is None and k in optional else typed(v, kinds[k], k, where)
                       for k, v in data.items()}
         except ConfigError as exc:
             raise LatencyTableError(str(exc)) from None
@@ -70,13 +98,34 @@ class TableEntry:
 
 @dataclass(frozen=True)
 class Calibration:
-    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms."""
+    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms.
+
+    Every candidate form maps onto these three numbers; `form` names the one cross-validation chose
+    (e.g. `overhead`: each block's measurement carries one per-inference overhead `overhead_ms`, the
+    whole network only one, so per_block_ms = -scale * overhead_ms and offset_ms = overhead_ms).
+    """
 
     scale: float = 1.0
     per_block_ms: float = 0.0
     offset_ms: float = 0.0
     n: int = 0  # end-to-end measurements it was fitted on (0: identity)
     fitted_on: list[str] = field(default_factory=list)
+    form: str = ""  # chosen candidate form ("" in schema v1 tables)
+    overhead_ms: float | None = None  # measured per-inference overhead (an identity model)
+    cv_mape: float | None = None  # leave-one-out MAPE (%) of the chosen form
+    candidates: dict[str, float] = field(default_factory=dict)  # form -> leave-one-out MAPE (%)
+
+    def describe(self) -> str:
+        """One line: form and coefficients."""
+        if self.n == 0:
+            return "uncalibrated (sum of block medians)"
+        text = (f"form={self.form or 'linear'} scale={self.scale:.4f} per_block_ms={self.per_block_ms:+.5f} "
+                f"offset_ms={self.offset_ms:+.5f} n={self.n}")
+        if self.overhead_ms is not None:
+            text += f" overhead_ms={self.overhead_ms:.5f}"
+        if self.cv_mape is not None:
+            text += f" cv_mape={self.cv_mape:.2f}%"
+        return text
 
     def apply(self, sum_ms: float, n_blocks: int) -> float:
         return self.scale * sum_ms + self.per_block_ms * n_blocks + self.offset_ms
@@ -88,9 +137,11 @@ class Calibration:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise LatencyTableError(f"{where} has unknown keys {sorted(unknown)}")
-        kinds = {"scale": float, "per_block_ms": float, "offset_ms": float, "n": int, "fitted_on": list}
+        kinds = {"scale": float, "per_block_ms": float, "offset_ms": float, "n": int, "fitted_on": list, "form": str,
+                 "overhead_ms": float, "cv_mape": float, "candidates": dict}
+        optional = {"overhead_ms", "cv_mape"}
         try:
-            values = {k: typed(v, kinds[k], k, where) for k, v in data.items()}
+            values = {k: v if v is None and k in optional else typed(v, kinds[k], k, where) for k, v in data.items()}
         except ConfigError as exc:
             raise LatencyTableError(str(exc)) from None
         bad = [k for k in ("scale", "per_block_ms", "offset_ms") if k in values and not math.isfinite(values[k])]
@@ -104,18 +155,27 @@ class LatencyTable:
 
     def __init__(self, space: str, device: dict[str, Any], entries: dict[str, TableEntry] | None = None,
                  calibration: Calibration | None = None, provenance: dict[str, Any] | None = None,
-                 protocol: dict[str, Any] | None = None) -> None:
+                 protocol: dict[str, Any] | None = None, reference: dict[str, Any] | None = None,
+                 schema_version: int = SCHEMA_VERSION) -> None:
         self.space = get_space(space).spec
         self.device = dict(device)
         self.entries: dict[str, TableEntry] = dict(entries or {})
         self.calibration = calibration or Calibration()
         self.provenance = dict(provenance or {})
         self.protocol = dict(protocol or {})
+        self.reference = dict(reference) if reference else None  # fixed model measured with the blocks
+        self.schema_version = schema_version  # as read; saving writes the current version
+        self.drift_factor = 1.0  # set by hwnas.latency.drift.apply_drift at use time; never saved
 
     # -- identity --------------------------------------------------------------------------
     @property
     def device_name(self) -> str:
         return str(self.device.get("name", ""))
+
+    @property
+    def statistic(self) -> str:
+        """Which per-block statistic the table sums: the device spec's (median unless it says p10)."""
+        return str(self.device.get("statistic", "median"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +186,7 @@ class LatencyTable:
             "protocol": self.protocol,
             "calibration": asdict(self.calibration),
             "provenance": self.provenance,
+            "reference": self.reference,
             "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
         }
 
@@ -149,6 +210,8 @@ class LatencyTable:
                 "rebuild it with `hwnas profile` or upgrade hwnas"
             )
         known = {"schema", "schema_version", "space", "device", "protocol", "calibration", "provenance", "entries"}
+        if version >= 2:
+            known.add("reference")
         unknown = set(data) - known
         if unknown:
             raise LatencyTableError(f"{source} has unknown keys {sorted(unknown)}")
@@ -159,12 +222,14 @@ class LatencyTable:
             typed(data["space"], str, "space", source)
             for key in ("device", "entries", "calibration", "provenance", "protocol"):
                 typed(data.get(key, {}), dict, key, source)
+            if data.get("reference") is not None:
+                typed(data["reference"], dict, "reference", source)
         except ConfigError as exc:
             raise LatencyTableError(str(exc)) from None
         entries = {k: TableEntry.from_dict(v, f"{source} entry {k}") for k, v in data["entries"].items()}
         return cls(data["space"], data["device"], entries,
                    Calibration.from_dict(data.get("calibration", {}), f"{source} calibration"),
-                   data.get("provenance", {}), data.get("protocol", {}))
+                   data.get("provenance", {}), data.get("protocol", {}), data.get("reference"), version)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
@@ -217,13 +282,14 @@ class LatencyTable:
 
     def sum_ms(self, arch: Arch) -> float:
         """Uncalibrated sum of the block medians."""
-        return float(sum(self.entry(b).median_ms for b in self.blocks(arch)))
+        return float(sum(self.entry(b).value(self.statistic) for b in self.blocks(arch)))
 
     def predict_ms(self, arch: Arch) -> float:
-        """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap)."""
+        """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap),
+        times the drift factor when a drift check found this machine faster or slower than at profiling."""
         blocks = self.blocks(arch)
-        total = sum(self.entry(b).median_ms for b in blocks)
-        return float(self.calibration.apply(total, len(blocks)))
+        total = sum(self.entry(b).value(self.statistic) for b in blocks)
+        return float(self.calibration.apply(total, len(blocks))) * self.drift_factor
 
     def peak_activation_bytes(self, arch: Arch) -> int | None:
         """Largest analytic peak activation of any block of the arch (None when not recorded)."""

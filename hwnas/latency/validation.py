@@ -58,28 +58,55 @@ def scatter_plot(predicted: Any, measured: Any, path: str | Path, title: str) ->
     return path
 
 
-def validate_table(table: LatencyTable, spec: DeviceSpec | str, samples: int, seed: int = 1,
+def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: int, seed: int = 1,
                    profiler: Profiler | None = None, progress: bool = True,
-                   plot: str | Path | None = None, rounds: int = 1) -> dict[str, Any]:
-    """Measure `samples` archs end-to-end and compare with the table's predictions."""
+                   plot: str | Path | None = None, rounds: int = 1, strict: bool = False) -> dict[str, Any]:
+    """Measure `samples` archs end-to-end and compare with the predictions of a measured or fitted table.
+
+    A measured table's drift reference is re-measured first: beyond ±5% the predictions are rescaled
+    (reported under `drift`), or with `strict` the validation is refused (LatencyDriftError).
+    """
+    from hwnas.latency.drift import check_drift, has_reference
+    from hwnas.latency.drift import reference_ms as measure_reference_ms
+
     spec = load_device(spec)
     table.check_compatible(spec.identity())
     profiler = profiler or get_profiler(spec)
     space = get_space(table.space)
+    drift = check_drift(table, profiler, strict=strict)  # quick (< 1 s): --strict refuses before the work
+    reference_ms: list[float] = [drift.now_ms] if drift.now_ms is not None else []
     archs = sample_archs(space, samples, seed, "validation")
-    measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)")
-    rows = [{"arch": str(a), "predicted_ms": table.predict_ms(a), "raw_sum_ms": table.sum_ms(a), "measured_ms": m}
+
+    def control() -> None:  # the reference, measured in every round like the archs
+        if has_reference(table):
+            reference_ms.append(measure_reference_ms(profiler))
+
+    measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)", each_round=control)
+    if reference_ms:  # the final factor: the reference's lowest median over the same rounds as the archs
+        drift = check_drift(table, profiler, strict=strict, now_ms=min(reference_ms))
+    has_sum = hasattr(table, "sum_ms")
+    rows = [{"arch": str(a), "predicted_ms": table.predict_ms(a), "measured_ms": m,
+             **({"raw_sum_ms": table.sum_ms(a)} if has_sum else {})}
             for a, m in zip(archs, measured)]
     pred = [r["predicted_ms"] for r in rows]
     meas = [r["measured_ms"] for r in rows]
     result: dict[str, Any] = {
         "space": table.space, "device": spec.name, "table_sha256": table.sha256, "seed": seed, "rounds": rounds,
+        "cpus": list(profiler.cpus), "statistic": spec.statistic,
         **fidelity_metrics(pred, meas),
-        "raw_sum": {k: v for k, v in fidelity_metrics([r["raw_sum_ms"] for r in rows], meas).items() if k != "n"},
-        "calibration": {"scale": table.calibration.scale, "per_block_ms": table.calibration.per_block_ms,
-                        "offset_ms": table.calibration.offset_ms, "n": table.calibration.n},
+        "drift": drift.to_dict(),
         "rows": rows,
     }
+    if has_sum:
+        result["raw_sum"] = {k: v for k, v in fidelity_metrics([r["raw_sum_ms"] for r in rows], meas).items()
+                             if k != "n"}
+        cal = table.calibration
+        result["calibration"] = {"form": cal.form, "scale": cal.scale, "per_block_ms": cal.per_block_ms,
+                                 "offset_ms": cal.offset_ms, "overhead_ms": cal.overhead_ms, "n": cal.n,
+                                 "cv_mape": cal.cv_mape, "candidates": cal.candidates,
+                                 "text": cal.describe()}
+    else:
+        result["calibration"] = {"form": "fitted", "text": table.describe()}
     if plot is not None:
         m = result
         title = (f"{table.space} on {spec.name}: tau={m['kendall_tau']:.3f} "

@@ -158,8 +158,9 @@ class TrainJob:
             if model is None:
                 model = space.build(arch)
             model.eval()
-            m = get_profiler(self.device).measure_module(model, space.input_shape)
-            values["measured_latency_ms"] = m.median_ms
+            profiler = get_profiler(self.device)
+            m = profiler.measure_module(model, space.input_shape)
+            values["measured_latency_ms"] = m.value(profiler.spec.statistic)
             extras.update({"measured_p10_ms": m.p10_ms, "measured_p90_ms": m.p90_ms, "measured_cv": m.cv})
         extras["eval_wall_s"] = round(time.perf_counter() - start, 3)
         return {"values": values, "extras": extras, "weights": weights}
@@ -238,15 +239,18 @@ class ArchProblem(Problem):
         if "latency_ms" in names:
             if latency_table is None:
                 raise ConfigError("objective or constraint latency_ms needs `latency_table: PATH` in the recipe")
-            from hwnas.latency import LatencyTable
+            from hwnas.latency import load_predictor
 
             self.table_path = str(latency_table)
-            self.table = LatencyTable.load(latency_table)
+            self.table = load_predictor(latency_table)  # a measured or a fitted table
             if self.table.space != self.space.spec:
                 raise ConfigError(
                     f"latency table {latency_table} is for space {self.table.space}, the recipe searches "
                     f"{self.space.spec}; use a table built for {self.space.spec}"
                 )
+        self.drift = None
+        if self.table is not None and "measured_latency_ms" in self.expensive:
+            self._check_drift()
         cheap_ok = set(COST_METRICS) | {"latency_ms"}
         for c in self.constraints:
             if c.name not in cheap_ok:
@@ -256,6 +260,16 @@ class ArchProblem(Problem):
                 )
         self._names = names
         self._need_cost = bool(names & set(COST_METRICS))
+
+    def _check_drift(self) -> None:
+        """With a table and a measured objective on the table's device: the drift reference decides whether
+        table and measurements still agree; beyond 5% the table's predictions are rescaled (recorded in info)."""
+        from hwnas.devices import get_profiler, load_device
+        from hwnas.latency.drift import check_drift
+
+        spec = load_device(self.device)
+        if all(self.table.device.get(k) == v for k, v in spec.identity().items()):
+            self.drift = check_drift(self.table, get_profiler(spec)).to_dict()
 
     def cheap(self, arch: Arch) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -303,6 +317,8 @@ class ArchProblem(Problem):
                 "path": self.table_path, "sha256": self.table.sha256, "device": self.table.device,
                 "space": self.table.space,
             }
+            if self.drift is not None:
+                out["latency_table"]["drift"] = self.drift
         return out
 
 

@@ -254,6 +254,22 @@ def _resume_target(storage, resume: str):
     if not started:
         raise StorageError(f"{storage.url} holds no run to resume; start one with `hwnas search RECIPE`")
     return storage.get_run(max(started, key=lambda r: r.created).id)
+def check_exclusive_measurement(recipe: SearchRecipe) -> None:
+    """Refuse `measured_latency_ms` with parallel workers: the measurement would time the other workers'
+    training load, not the model."""
+    if "measured_latency_ms" not in recipe.objectives:
+        return
+    ex = dict(recipe.executor)
+    workers = ex.get("workers")
+    if ex.get("name", "local") == "inline":  # evaluates in the driver, one at a time
+        return
+    if (ex.get("name", "local") == "ray" and workers is None) or (workers is not None and int(workers) > 1):
+        raise ConfigError(
+            f"objective measured_latency_ms needs measurements that run alone, but executor "
+            f"{ex.get('name', 'local')!r} runs {workers or 'several'} workers in parallel (the timing would include "
+            "their training); use `--workers 1` (executor: {name: local, workers: 1}), or search on the "
+            "table's latency_ms and re-measure the front with `hwnas export`"
+        )
 
 
 def execute_recipe(
@@ -281,6 +297,7 @@ def execute_recipe(
                     f"run {run.name} was started with a different recipe ({', '.join(diff)} differ); resume it "
                     "with the same recipe (only budget and executor may change) or start a new run"
                 )
+        check_exclusive_measurement(recipe)
         problem, searcher = build(recipe, evaluate)
         if not resume:
             name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
