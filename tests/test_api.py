@@ -169,11 +169,12 @@ def test_evaluate_callable_values_weights_and_export(tmp_path):
     assert (tmp_path / "out" / "model.onnx").is_file()
 
 
-def test_evaluate_missing_metric_fails_trial_with_reason(tmp_path):
-    run = api.search("mobile:mnist", ["params", Objective("score", "max", "expensive")],
-                     evaluate=lambda model: {"other": 1.0}, strategy="random", budget=1, storage="memory://")
-    (trial,) = run.trials()
-    assert trial.status == "FAILED" and "'score'" in trial.error
+def test_evaluate_missing_metric_stops_the_search_with_the_reason(tmp_path):
+    from hwnas.search.runner import SearchFailedError
+
+    with pytest.raises(SearchFailedError, match="no 'score'"):
+        api.search("mobile:mnist", ["params", Objective("score", "max", "expensive")],
+                   evaluate=lambda model: {"other": 1.0}, strategy="random", budget=1, storage="memory://")
 
 
 def test_export_needs_a_journal():

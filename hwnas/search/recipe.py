@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import ConfigError, HwnasError
+from hwnas.errors import ConfigError, UnknownNameError
 from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
 from hwnas.objectives import get_objectives
 from hwnas.search.constraints import Constraint, parse_constraint
@@ -95,7 +95,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         if key not in data:
             raise ConfigError(f"{source}: missing required key {key!r}")
     for key, kind in (("name", str), ("space", str), ("latency_table", str), ("seed", int), ("budget", int),
-                      ("dataset", str), ("description", str), ("device", str)):
+                      ("description", str), ("device", str)):
         if data.get(key) is not None:
             typed(data[key], kind, key, source)
     space = get_space(str(data["space"])).spec
@@ -142,11 +142,9 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     train = _typed_defaults(train, {f.name: f.default for f in dataclasses.fields(TrainConfig)}, f"{source} train")
     TrainConfig(**train)  # validates values
     from hwnas.execution import EXECUTORS
-    from hwnas.train import DATASETS
-
     try:
-        DATASETS.get(str(data.get("dataset", "mnist5k")))
-    except HwnasError as exc:
+        dataset = dataset_spec(data.get("dataset", "mnist5k"), base_dir, source)
+    except UnknownNameError as exc:  # the other dataset errors already name the recipe
         raise ConfigError(f"{source}: {exc}") from None
     executor = data.get("executor") or {"name": "local", "workers": 1}
     if isinstance(executor, str):
@@ -176,7 +174,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         constraints=tuple(parse_constraint(c) for c in constraints), latency_table=table,
         strategy=str(strat["name"]), strategy_params=params, method=method, method_params=method_params,
         distill=distill, seed=seed, budget=budget,
-        dataset=dataset_spec(data.get("dataset", "mnist5k"), base_dir, source), train=train, executor=dict(executor),
+        dataset=dataset, train=train, executor=dict(executor),
         description=str(data.get("description", "")),
         device=None if data.get("device") is None else str(data["device"]),
     )
