@@ -217,3 +217,59 @@ def test_kill_9_mid_training_resumes_from_the_last_epoch(tmp_path, table, tiny):
     resumed = search_supernet(SPACE, tiny, cost, _fast(epochs=4), Target(T=0.08), tmp_path / "k")
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
     assert resumed.theta == ref.theta  # nothing lost, nothing redone: same theta as without the kill
+
+
+FBNET_RECIPE = f"""
+space: mobile:mnist
+objectives: [params, latency_ms]
+latency_table: {TABLE}
+method:
+  name: fbnet
+  params: {{targets: [0.03, 0.12], samples: 1, epochs: 2, warmup_epochs: 1, batch_size: 32, data_fraction: 0.1,
+            theta_lr: 0.3, mode: hard}}
+dataset: digits
+budget: 50
+executor: inline
+"""
+
+
+def test_fbnet_recipe_records_derived_archs_as_trials_of_one_run(tmp_path, capsys):
+    from hwnas.cli import main
+    from hwnas.storage import open_storage
+
+    recipe = tmp_path / "fb.yaml"
+    recipe.write_text(FBNET_RECIPE)
+    db = f"sqlite:///{tmp_path / 'fb.db'}"
+    assert main(["search", str(recipe), "--storage", db, "--name", "fb", "--quiet", "--json"]) == 0
+    run = open_storage(db).get_run("fb")
+    dnas = run.info["dnas"]
+    derived = {d["arch_id"] for t in dnas["targets"] for d in t["derived"]}
+    assert {t.arch_id for t in run.trials()} == derived and run.trials("COMPLETE")
+    assert run.info["strategy"]["name"] == "fbnet"
+    for t in dnas["targets"]:
+        assert [h["epoch"] for h in t["history"]] == [0, 1]  # warm-up (shared) + one search epoch
+        for d in t["derived"]:
+            assert d["latency_ms"] == pytest.approx(run.trial(d["arch_id"]).values["latency_ms"], abs=1e-6)
+    # the resumed run trains no supernet epoch again and evaluates nothing twice
+    events = len(run.events())
+    assert main(["search", str(recipe), "--storage", db, "--resume", "fb", "--quiet", "--json"]) == 0
+    assert len(run.events()) == events
+    assert main(["report", "fb", "--storage", db]) == 0
+    text = (run.artifact_dir / "report.md").read_text()
+    assert "## DNAS (fbnet) sweep" in text and "dnas-heatmap-1.png" in text
+    assert (run.artifact_dir / "dnas-heatmap-0.png").stat().st_size > 1000
+
+
+def test_fbnet_params_are_validated():
+    from hwnas.search.recipe import parse_recipe
+
+    base = {"space": "mobile:mnist", "objectives": ["params", "latency_ms"], "latency_table": str(TABLE)}
+    with pytest.raises(ConfigError, match="no parameter.*bogus"):
+        parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [0.1], "bogus": 1}}})
+    with pytest.raises(ConfigError, match="needs `targets:`"):
+        parse_recipe({**base, "method": {"name": "fbnet", "params": {}}})
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [0.1], "epochs": 2,
+                                                                     "warmup_epochs": 2}}})
+    with pytest.raises(ConfigError, match="T > 0"):
+        parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [{"T": -1}]}}})

@@ -11,6 +11,7 @@ probabilities of every target go to the run info (`info.dnas`) for the report's 
 
 from __future__ import annotations
 
+import logging
 import random
 import tempfile
 import time
@@ -179,7 +180,7 @@ class FBNetSearcher(Searcher):
 
         space = self.problem.space
         start = time.perf_counter()
-        log = None
+        log = logging.getLogger(__name__).info  # per-epoch progress (shown with logging at INFO)
         if run.artifact_dir is not None:
             targets = self.supernets(Path(run.artifact_dir) / "dnas", log)
         else:  # in-memory storage: checkpoints in a temporary folder (no resume)
