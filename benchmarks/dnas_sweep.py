@@ -59,9 +59,9 @@ def run_fbnet(recipe, storage: str, name: str) -> dict:
 
 def run_baseline(recipe, strategy: str, storage: str, name: str, wall_s: float):
     """The same recipe with an ask/tell strategy, stopped once `wall_s` seconds have passed."""
-    from hwnas.search.recipe import execute_recipe
-
     import dataclasses
+
+    from hwnas.search.recipe import execute_recipe
 
     recipe = dataclasses.replace(recipe, strategy=strategy, strategy_params={}, budget=1000, method=None,
                                  method_params={})

@@ -24,7 +24,15 @@ import torch.nn.functional as F
 
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.search.dnas.cost import CostTable
-from hwnas.search.dnas.relax import TAU0, TAU_DECAY, US_PER_MS, budget_loss, fbnet_loss, gumbel_weights, tau_at
+from hwnas.search.dnas.relax import (
+    TAU0,
+    TAU_DECAY,
+    US_PER_MS,
+    budget_loss,
+    fbnet_loss,
+    gumbel_weights,
+    tau_at,
+)
 from hwnas.search.dnas.state import load_state, read_meta, save_state
 from hwnas.spaces import SearchSpace
 from hwnas.train import Splits, TrainingDivergedError, resolve_device
