@@ -16,7 +16,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,7 @@ class FBNetSearcher(Searcher):
                 "derived": [{"kind": k, "arch": str(a), "arch_id": a.id,
                              cost.name: round(cost.of(space.encode(a)), 6)} for k, a in derived],
                 "history": [{"epoch": h["epoch"], "tau": round(h["tau"], 5), "probs": h["probs"],
+                             "train_ce": round(h["train_ce"], 4),
                              "expected_cost": h["expected_cost"], "argmax_cost": h["argmax_cost"]}
                             for h in res.history],
             })
@@ -198,7 +199,11 @@ class FBNetSearcher(Searcher):
         }})
         strategy = DerivedArchs(space, len(self.problem.objectives), list(archs.values()))
         budget = min(self.recipe.budget, len(archs))
-        return run_search(self.problem, strategy, run, budget, executor, resume=resume, on_trial=on_trial)
+        result = run_search(self.problem, strategy, run, budget, executor, resume=resume, on_trial=on_trial)
+        # the run's wall time includes the supernet searches, not only the retraining of derived archs
+        wall = float(run.info.get("search_wall_s", 0.0)) + supernet_s
+        run.storage.update_run(run.id, info={"search_wall_s": round(wall, 3)})
+        return replace(result, wall_s=result.wall_s + supernet_s)
 
 
 SEARCHERS.add(FBNetSearcher.name, FBNetSearcher)
