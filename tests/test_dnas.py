@@ -273,3 +273,14 @@ def test_fbnet_params_are_validated():
                                                                      "warmup_epochs": 2}}})
     with pytest.raises(ConfigError, match="T > 0"):
         parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [{"T": -1}]}}})
+
+
+@pytest.mark.slow  # ~10 CPU-s: soft mode runs all 13 candidates of every layer
+def test_soft_mode_mixes_every_candidate_and_learns_theta(table, tiny):
+    small = Splits("small", tiny.x_train[:64], tiny.y_train[:64], tiny.x_val, tiny.y_val, tiny.x_test,
+                   tiny.y_test, tiny.num_classes)
+    cost = latency_cost(SPACE, table)
+    res = search_supernet(SPACE, small, cost, _fast(epochs=2, mode="soft"), Target(T=0.05, lam=1.0))
+    assert res.history[-1]["theta_steps"] > 0
+    assert all(torch.isfinite(torch.tensor(t)).all() and len(set(t)) > 1 for t in res.theta)
+    assert res.history[-1]["expected_cost"] < res.history[0]["expected_cost"]  # the budget pulls latency down
