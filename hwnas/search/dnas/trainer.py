@@ -176,11 +176,10 @@ def search_supernet(
                 f"supernet checkpoint {source} was trained against another cost table (another latency "
                 "table or device?); resume with the table it was started with or start a new run"
             )
-        same = {**key, "config": _warm_key(key["config"])} if source != path else key
-        found = {k: meta.get(k) for k in key}
-        if source != path:
-            found["config"] = _warm_key(found["config"] or {})
-        if found != same or (source == path and meta.get("target") != tkey):
+        found, want = {k: meta.get(k) for k in key}, dict(key)
+        if source != path:  # the shared warm-up: theta's settings do not matter there (theta was frozen)
+            found["config"], want["config"] = _warm_key(found["config"] or {}), _warm_key(key["config"])
+        if found != want or (source == path and meta.get("target") != tkey):
             raise ConfigError(
                 f"supernet checkpoint {source} was made with other settings; delete {source.parent} "
                 "or start a new run"
