@@ -35,8 +35,44 @@ def compare_runs(run, baseline) -> dict[str, Any]:
     }
 
 
-def run_report(run, baseline=None, plot: str | None = None) -> str:
-    """The markdown report of a run (optionally vs a baseline run, e.g. random search)."""
+def _dnas_section(run, dnas: dict[str, Any], out_dir) -> list[str]:
+    """A fbnet run: per target its search cost and derived archs, and the choice-probability heatmap
+    (written to `out_dir`, default the run's folder, and linked by file name). [i9-fbnet]"""
+    from pathlib import Path
+
+    from hwnas.report.plots import plot_choice_heatmap
+
+    lines = ["", "## DNAS (fbnet) sweep", "",
+             f"{len(dnas['targets'])} targets, supernet search {dnas.get('supernet_wall_s')} s wall in total "
+             f"(warm-up shared); {dnas.get('retrain', '')}.", "",
+             "| target | search s (CPU s) | derived | cost | warnings |", "|---|---|---|---|---|"]
+    folder = Path(out_dir) if out_dir is not None else run.artifact_dir
+    images = []
+    for i, t in enumerate(dnas["targets"]):
+        name = t["cost"]
+        derived = "<br>".join(f"{d['kind']} `{d['arch']}`" for d in t["derived"])
+        costs = "<br>".join(_fmt(d[name]) for d in t["derived"])
+        knob = ", ".join(f"{k}={_fmt(v)}" for k, v in t["target"].items())
+        lines.append(f"| {knob} | {t['search_s']} ({t['search_cpu_s']}) | {derived} | {costs} | "
+                     f"{len(t['warnings'])} |")
+        if folder is not None and t.get("history"):
+            img = plot_choice_heatmap(dnas["layers"], t["history"], Path(folder) / f"dnas-heatmap-{i}.png",
+                                      f"{run.name} target {knob}: choice probabilities over epochs")
+            images.append(f"![target {knob}]({img.name})")
+    warned = sorted({w for t in dnas["targets"] for w in t["warnings"]})
+    if warned:
+        lines += ["", "Warnings: " + "; ".join(warned[:6])]
+    if images:
+        lines += ["", "Choice probabilities of every layer over epochs (rows: candidates), one figure per target:", ""]
+        lines += images
+    return lines
+
+
+def run_report(run, baseline=None, plot: str | None = None, out_dir=None) -> str:
+    """The markdown report of a run (optionally vs a baseline run, e.g. random search).
+
+    `out_dir`: where the report goes (extra figures such as DNAS heatmaps are written there;
+    default the run's folder)."""
     info = run.info
     recipe = (run.config or {}).get("recipe", {})
     trials = run.trials()
@@ -60,6 +96,8 @@ def run_report(run, baseline=None, plot: str | None = None) -> str:
         lines.append(f"| {t.number}{mark} | `{t.arch_str}` | {vals} | {'yes' if t.weights_path else 'no'} |")
     if plot:
         lines += ["", f"![Pareto front]({plot})"]
+    if info.get("dnas"):
+        lines += _dnas_section(run, info["dnas"], out_dir)
     lines += ["", "## Trials", "", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none", ""]
     failed = [t for t in trials if t.status == "FAILED"]
     for t in failed[:10]:

@@ -38,3 +38,37 @@ def plot_pareto(run, path: str | Path, x: str | None = None, y: str | None = Non
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_choice_heatmap(layers: list[list[str]], history: list[dict], path: str | Path, title: str = "") -> Path:
+    """DNAS: one heatmap per layer of its choice probabilities (rows: candidates) over epochs (columns).
+
+    `layers` are the candidate names of each layer; `history` the per-epoch records with `probs`
+    (as stored in a fbnet run's `info.dnas.targets[i].history`). [i9-fbnet]
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n = len(layers)
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n + 1.2, 4.2), sharey=False, squeeze=False)
+    image = None
+    for i, (ax, names) in enumerate(zip(axes[0], layers)):
+        probs = np.array([h["probs"][i] for h in history], dtype=float).T  # candidates x epochs
+        image = ax.imshow(probs, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(f"l{i}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xticks(range(len(history)))
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names if i == 0 else [""] * len(names), fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="choice probability")
+    fig.suptitle(title or "choice probabilities per layer over epochs", fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

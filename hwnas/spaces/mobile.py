@@ -210,3 +210,10 @@ class MobileSpace(SearchSpace):
                 block.groups, block.stride,
             )
         raise ArchError(f"space {self.spec} has no block kind {block.kind!r}")
+
+    # -- supernet ability (hwnas.search.dnas, FBNet) -----------------------------------------------
+    def supernet(self) -> nn.Module:
+        """A `Supernet`: a mixed op per layer over the candidate blocks `build` uses (see spaces/supernet.py)."""
+        from hwnas.spaces.supernet import Supernet
+
+        return Supernet(self)

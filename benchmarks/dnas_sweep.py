@@ -1,0 +1,145 @@
+"""FBNet sweep benchmark: does the latency target steer the derived archs, what does it cost, and how does
+its front compare with NSGA-II (and LEMONADE where registered) at equal wall-clock on the same recipe?
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/dnas_sweep.py --json                 # sweep only
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/dnas_sweep.py --json --compare --seeds 0 1 2
+
+Prints {"targets", "latency_ms" (per target the median table latency of its K sampled archs: FBNet derives
+archs by sampling the trained distribution), "argmax_latency_ms", "spearman_target_latency" (on latency_ms),
+"search_s" (supernet wall, all targets), "search_cpu_s", ...}; with --compare the HV (joint-front
+normalisation, `hwnas.report.compare_runs`) of the fbnet run vs each baseline strategy run for the same
+wall-clock time, per seed and the median with min/max. FBNet's anchor: 216 GPU-hours per search
+(Wu et al., CVPR 2019, Table 3 / Sec. 4.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FBNET_GPU_HOURS = 216
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_fbnet(recipe, storage: str, name: str) -> dict:
+    from scipy.stats import spearmanr
+
+    from hwnas.search.recipe import execute_recipe
+
+    start = time.perf_counter()
+    res = execute_recipe(recipe, storage, run_name=name)
+    wall = time.perf_counter() - start
+    dnas = res.run.info["dnas"]
+    targets = [t["knob"] for t in dnas["targets"]]
+    name_ = dnas["targets"][0]["cost"]
+    argmax = [next(d[name_] for d in t["derived"] if d["kind"] == "argmax") for t in dnas["targets"]]
+    samples = [statistics.median([d[name_] for d in t["derived"] if d["kind"] == "sample"] or [float("nan")])
+               for t in dnas["targets"]]
+    rho_a = spearmanr(targets, argmax).statistic if len(set(argmax)) > 1 else 0.0
+    rho_s = spearmanr(targets, samples).statistic if len(set(samples)) > 1 else 0.0
+    # FBNet derives archs by sampling the trained distribution: latency_ms is the samples' median
+    return {
+        "run": res.run, "wall_s": wall, "targets": targets, "latency_ms": samples, "argmax_latency_ms": argmax,
+        "spearman_target_latency": float(rho_s), "spearman_target_argmax_latency": float(rho_a),
+        "search_s": dnas["supernet_wall_s"],
+        # the shared warm-up counted once: first target's total + the others' own epochs
+        "search_cpu_s": round(dnas["targets"][0]["search_cpu_s"]
+                              + sum(t.get("own_search_cpu_s", t["search_cpu_s"]) for t in dnas["targets"][1:]), 1),
+        "per_target_search_s": [t["search_s"] for t in dnas["targets"]],
+        "expected_latency_ms": [t["history"][-1]["expected_cost"] for t in dnas["targets"]],
+    }
+
+
+def run_baseline(recipe, strategy: str, storage: str, name: str, wall_s: float):
+    """The same recipe with an ask/tell strategy, stopped once `wall_s` seconds have passed."""
+    import dataclasses
+
+    from hwnas.search.recipe import execute_recipe
+
+    recipe = dataclasses.replace(recipe, strategy=strategy, strategy_params={}, budget=1000, method=None,
+                                 method_params={})
+    start = time.perf_counter()
+
+    def stop(trial):
+        if time.perf_counter() - start > wall_s:
+            raise _Stop
+
+    try:
+        execute_recipe(recipe, storage, run_name=name, on_trial=stop)
+    except _Stop:
+        pass
+    from hwnas.storage import open_storage
+
+    return open_storage(storage).get_run(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default=str(REPO / "search" / "fbnet-mnist.yaml"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--compare", action="store_true", help="also run nsga2 (and lemonade) for the same wall time")
+    p.add_argument("--storage", help="sqlite path (default: a temporary folder)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from hwnas.report import compare_runs
+    from hwnas.search.recipe import load_recipe
+    from hwnas.search.strategies import STRATEGIES
+
+    base = load_recipe(args.recipe)
+    tmp = tempfile.mkdtemp(prefix="dnas-sweep-")
+    storage = f"sqlite:///{args.storage or Path(tmp) / 'bench.db'}"
+    baselines = [s for s in ("nsga2", "lemonade") if s in STRATEGIES]
+    seeds = []
+    for seed in args.seeds:
+        recipe = base.with_overrides(seed=seed)
+        fb = run_fbnet(recipe, storage, f"fbnet-s{seed}-{int(time.time())}")
+        row = {k: v for k, v in fb.items() if k != "run"}
+        row["seed"] = seed
+        if args.compare:
+            for strat in baselines:
+                other = run_baseline(recipe, strat, storage, f"{strat}-s{seed}-{int(time.time())}", fb["wall_s"])
+                cmp = compare_runs(fb["run"], other)
+                row[f"hv_vs_{strat}"] = {"fbnet": cmp.get("hv"), strat: cmp.get("baseline_hv"),
+                                         "fbnet_trials": cmp.get("trials"), f"{strat}_trials": cmp.get("baseline_trials")}
+        seeds.append(row)
+    first = seeds[0]
+    out = {
+        "recipe": str(Path(args.recipe).name), "seeds": args.seeds,
+        "targets": first["targets"], "latency_ms": first["latency_ms"],
+        "argmax_latency_ms": first["argmax_latency_ms"],
+        "expected_latency_ms": first["expected_latency_ms"],
+        "spearman_target_latency": statistics.median(s["spearman_target_latency"] for s in seeds),
+        "spearman_target_argmax_latency": statistics.median(s["spearman_target_argmax_latency"] for s in seeds),
+        "search_s": statistics.median(s["search_s"] for s in seeds),
+        "search_cpu_s": statistics.median(s["search_cpu_s"] for s in seeds),
+        "sweep_wall_s": statistics.median(s["wall_s"] for s in seeds),
+        "fbnet_paper_gpu_hours": FBNET_GPU_HOURS,
+        "per_seed": seeds,
+        "baselines_skipped": [s for s in ("nsga2", "lemonade") if s not in STRATEGIES],
+    }
+    for strat in baselines if args.compare else []:
+        fbv = [s[f"hv_vs_{strat}"]["fbnet"] for s in seeds]
+        bv = [s[f"hv_vs_{strat}"][strat] for s in seeds]
+        out[f"hv_vs_{strat}"] = {"fbnet_median": statistics.median(fbv), f"{strat}_median": statistics.median(bv),
+                                 "fbnet_range": [min(fbv), max(fbv)], f"{strat}_range": [min(bv), max(bv)]}
+    if args.json:
+        print(json.dumps(out, indent=1, default=float))
+    else:
+        for k, v in out.items():
+            if k != "per_seed":
+                print(f"{k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

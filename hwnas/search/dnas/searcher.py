@@ -1,0 +1,209 @@
+"""The `fbnet` searcher: a supernet search per sweep target, derived archs retrained as ordinary trials.
+
+For each target (a latency budget T, or the FBNet loss's beta) a supernet is trained (the warm-up,
+theta frozen, is shared by all targets) and its final distribution gives the derived archs: the
+argmax and `samples` draws. All derived archs then become trials of the same run through
+`run_search` with a fixed list of proposals: each is trained from scratch at the recipe's `train`
+fidelity by the normal TrainJob path (not fine-tuned from supernet weights), so the journal, weights,
+resume and `hwnas show / report / export` work as for any other run. The per-epoch choice
+probabilities of every target go to the run info (`info.dnas`) for the report's heatmaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import ConfigError
+from hwnas.search.dnas.cost import COSTS, make_cost
+from hwnas.search.dnas.trainer import CHECKPOINT, SupernetConfig, SupernetResult, Target, search_supernet
+from hwnas.search.searchers import SEARCHERS, Searcher
+from hwnas.search.strategies.base import Strategy
+from hwnas.spaces import Arch, SearchSpace
+
+_TARGET_KEYS = {f.name for f in fields(Target)}
+_CONFIG_KEYS = {f.name for f in fields(SupernetConfig)} - {"seed"}
+
+
+@dataclass(frozen=True)
+class FBNetParams:
+    """`method.params` of fbnet. `targets`: numbers (T in the cost's unit for `loss: budget`, beta for
+    `loss: fbnet`) or mappings with keys of `Target`; the rest are `SupernetConfig` settings."""
+
+    targets: Sequence[Any] = ()
+    loss: str = "budget"
+    cost: str = "latency_ms"
+    lam: float = 1.0
+    alpha: float = 0.2
+    beta: float = 0.6
+    samples: int = 1  # K draws of each target's final distribution, besides its argmax
+    table_device: str | None = None  # device spec the latency table must be for (refused otherwise)
+    epochs: int = 6
+    warmup_epochs: int = 2
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    theta_lr: float = 1e-2
+    theta_weight_decay: float = 5e-4
+    tau0: float = 5.0
+    tau_decay: float = 0.045
+    mode: str = "auto"
+    noise: str = "batch"
+    arch_fraction: float = 0.2
+    data_fraction: float = 1.0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.cost not in COSTS:
+            raise ConfigError(f"fbnet cost is one of {', '.join(COSTS)}, got {self.cost!r}")
+        if isinstance(self.targets, (str, Mapping)) or not self.targets:
+            raise ConfigError("fbnet needs `targets:` a list, e.g. [0.05, 0.08, 0.11, 0.14] (latency budgets in ms)")
+        if self.samples < 0:
+            raise ConfigError("fbnet samples must be >= 0")
+        self.target_list()
+        self.config(0)
+
+    def target_list(self) -> list[Target]:
+        """The sweep's targets, defaults filled in from these params."""
+        base = {"loss": self.loss, "lam": self.lam, "alpha": self.alpha, "beta": self.beta}
+        out = []
+        for t in self.targets:
+            if isinstance(t, Mapping):
+                bad = sorted(set(t) - _TARGET_KEYS)
+                if bad:
+                    raise ConfigError(f"fbnet target {dict(t)} has unknown key(s) {bad}; valid: {sorted(_TARGET_KEYS)}")
+                out.append(Target(**{**base, **dict(t)}))
+            elif isinstance(t, (int, float)) and not isinstance(t, bool):
+                out.append(Target(**{**base, ("T" if self.loss == "budget" else "beta"): float(t)}))
+            else:
+                raise ConfigError(f"fbnet target {t!r} is neither a number nor a mapping")
+        return out
+
+    def config(self, seed: int) -> SupernetConfig:
+        return SupernetConfig(seed=seed, **{k: getattr(self, k) for k in _CONFIG_KEYS})
+
+
+class DerivedArchs(Strategy):
+    """Proposes a fixed list of archs in order, then waits: how derived archs enter `run_search`."""
+
+    name = "fbnet-derived"
+
+    def __init__(self, space: SearchSpace, num_objectives: int, archs: Sequence[Arch]) -> None:
+        super().__init__(space, num_objectives, 0)
+        self.queue = list(archs)
+        self.next = 0
+
+    def ask(self) -> Arch | None:
+        if self.next >= len(self.queue):
+            return None
+        self.next += 1
+        return self._propose(self.queue[self.next - 1])
+
+
+def derive(space: SearchSpace, result: SupernetResult, samples: int, seed: int) -> list[tuple[str, Arch]]:
+    """[("argmax", arch), ("sample", arch) x samples] from a final theta (samples seeded)."""
+    probs = result.probs()
+    out = [("argmax", space.decode([max(range(len(p)), key=p.__getitem__) for p in probs]))]
+    rng = random.Random(seed)
+    for _ in range(samples):
+        out.append(("sample", space.decode([rng.choices(range(len(p)), weights=p)[0] for p in probs])))
+    return out
+
+
+class FBNetSearcher(Searcher):
+    """FBNet (Wu et al., CVPR 2019): Gumbel-softmax supernet with a latency-table loss, swept over targets."""
+
+    name = "fbnet"
+    Params = FBNetParams
+
+    def __init__(self, recipe: Any, problem: Any) -> None:
+        super().__init__(recipe, problem)
+        self.params: FBNetParams = self.parse_params(recipe.method_params)
+        if not hasattr(problem.space, "supernet"):
+            raise ConfigError(f"space {problem.space.spec} has no supernet; fbnet searches layer-wise spaces (mobile)")
+
+    def _cost(self):
+        p, table = self.params, getattr(self.problem, "table", None)
+        if p.cost == "latency_ms" and table is None and self.recipe.latency_table:
+            from hwnas.latency import LatencyTable
+
+            table = LatencyTable.load(self.recipe.latency_table)
+        identity = None
+        if p.table_device:
+            from hwnas.devices import load_device
+
+            identity = load_device(p.table_device).identity()
+        return make_cost(p.cost, self.problem.space, table, identity)
+
+    def supernets(self, root: Path, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+        """Run (or resume) the warm-up and every target's supernet search under `root`; per-target summaries."""
+        from hwnas.train.datasets import load_dataset
+
+        space, p, seed = self.problem.space, self.params, self.recipe.seed
+        cost = self._cost()
+        data = self.problem.dataset
+        data = (load_dataset(data) if isinstance(data, str) else data).fit_to(space.input_shape)
+        config = p.config(seed)
+        warm = None
+        warm_s = warm_cpu = 0.0
+        if config.warmup_epochs:
+            res = search_supernet(space, data, cost, config, None, root / "warmup", until=config.warmup_epochs, log=log)
+            warm, warm_s, warm_cpu = root / "warmup" / CHECKPOINT, res.wall_s, res.cpu_s
+        out = []
+        for i, target in enumerate(p.target_list()):
+            res = search_supernet(space, data, cost, config, target, root / f"target-{i}", start=warm, log=log)
+            derived = derive(space, res, p.samples, seed * 1000 + i)
+            out.append({
+                "target": {k: v for k, v in asdict(target).items() if v is not None}, "knob": target.knob,
+                "cost": cost.name, "epochs": res.epochs,
+                # the warm-up is shared; a target's own search cost includes it (its wall time happened once)
+                "search_s": round(res.wall_s, 2), "search_cpu_s": round(res.cpu_s, 2),
+                "own_search_s": round(res.wall_s - warm_s, 2), "own_search_cpu_s": round(res.cpu_s - warm_cpu, 2),
+                "warnings": res.warnings,
+                "derived": [{"kind": k, "arch": str(a), "arch_id": a.id,
+                             cost.name: round(cost.of(space.encode(a)), 6)} for k, a in derived],
+                "history": [{"epoch": h["epoch"], "tau": round(h["tau"], 5), "probs": h["probs"],
+                             "train_ce": round(h["train_ce"], 4),
+                             "expected_cost": h["expected_cost"], "argmax_cost": h["argmax_cost"]}
+                            for h in res.history],
+            })
+        return out
+
+    def search(self, run: Any, executor: Any, resume: bool, on_trial: Callable | None = None) -> Any:
+        from hwnas.search.runner import run_search
+
+        space = self.problem.space
+        start = time.perf_counter()
+        log = logging.getLogger(__name__).info  # per-epoch progress (shown with logging at INFO)
+        if run.artifact_dir is not None:
+            targets = self.supernets(Path(run.artifact_dir) / "dnas", log)
+        else:  # in-memory storage: checkpoints in a temporary folder (no resume)
+            with tempfile.TemporaryDirectory(prefix="hwnas-fbnet-") as tmp:
+                targets = self.supernets(Path(tmp), log)
+        supernet_s = time.perf_counter() - start
+        archs: dict[str, Arch] = {}
+        for t in targets:
+            for d in t["derived"]:
+                archs.setdefault(d["arch_id"], space.parse(d["arch"]))
+        run.storage.update_run(run.id, info={"dnas": {
+            "layers": [list(c) for c in space.choices], "targets": targets,
+            "supernet_wall_s": round(supernet_s, 2), "derived_unique": len(archs),
+            "retrain": "derived archs are trained from scratch at the recipe's train fidelity",
+        }})
+        strategy = DerivedArchs(space, len(self.problem.objectives), list(archs.values()))
+        budget = min(self.recipe.budget, len(archs))
+        result = run_search(self.problem, strategy, run, budget, executor, resume=resume, on_trial=on_trial)
+        # the run's wall time includes the supernet searches, not only the retraining of derived archs
+        wall = float(run.info.get("search_wall_s", 0.0)) + supernet_s
+        run.storage.update_run(run.id, info={"search_wall_s": round(wall, 3)})
+        return replace(result, wall_s=result.wall_s + supernet_s)
+
+
+SEARCHERS.add(FBNetSearcher.name, FBNetSearcher)
