@@ -134,7 +134,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     plot = None
     if run.pareto_front():
         plot = plot_pareto(run, out.parent / "pareto.png").name
-    text = run_report(run, baseline, plot)
+    text = run_report(run, baseline, plot, out_dir=out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     emit({"report": str(out), "plot": plot}, args.json, f"report written to {out}")
