@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import ArchError
-from hwnas.spaces.base import Arch, Block, SearchSpace
+from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
 
 KERNELS = (3, 5)
 EXPANSIONS = (1, 3, 6)
@@ -210,3 +210,9 @@ class MobileSpace(SearchSpace):
                 block.groups, block.stride,
             )
         raise ArchError(f"space {self.spec} has no block kind {block.kind!r}")
+
+    def morphisms(self) -> Morphisms:
+        """Exact and approximate MBConv morphisms (see `hwnas.spaces.morphisms`)."""
+        from hwnas.spaces.morphisms import MobileMorphisms
+
+        return MobileMorphisms(self)
