@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hwnas.cli import main
 from hwnas.search.problem import ArchProblem
@@ -49,6 +50,7 @@ def _lemonade_run(seed: int, budget: int = 6):
     return run
 
 
+@pytest.mark.slow  # seed determinism of lemonade's ask/tell is in the default suite (tests/test_search.py)
 def test_same_seed_same_run_with_inherited_weights():
     a, b = _lemonade_run(3), _lemonade_run(3)
     rows = lambda run: [(t.arch_id, t.lineage, t.values, t.status) for t in run.trials()]  # noqa: E731
