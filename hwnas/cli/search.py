@@ -114,8 +114,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     run = _existing_storage(args.storage).get_run(args.run)
     data = run.to_dict(with_trials=True)
+    from hwnas.report.markdown import lineage_lines
+
     text = (f"run {run.name} ({run.id}) {run.status}; trials {data['counts']}\n"
             f"objectives: {', '.join(f'{o.name} ({o.direction})' for o in run.objectives)}\n{_front_text(run)}")
+    lineage = lineage_lines(run.trials())
+    if lineage:
+        text += "\nlineage (child <- parent operators):\n" + "\n".join(lineage)
     emit(data, args.json, text)
     return 0
 

@@ -35,6 +35,16 @@ def compare_runs(run, baseline) -> dict[str, Any]:
     }
 
 
+def lineage_lines(trials) -> list[str]:
+    """One line per child trial: `#child <- #parent operators (exact|approximate)`."""
+    number = {t.arch_id: t.number for t in trials}
+    return [
+        f"#{t.number} <- #{number.get(t.lineage.parent, t.lineage.parent)} {' '.join(t.lineage.operators)} "
+        f"({'exact' if t.lineage.exact else 'approximate'}) {t.status}"
+        for t in trials if t.lineage is not None
+    ]
+
+
 def _dnas_section(run, dnas: dict[str, Any], out_dir) -> list[str]:
     """A fbnet run: per target its search cost and derived archs, and the choice-probability heatmap
     (written to `out_dir`, default the run's folder, and linked by file name). [i9-fbnet]"""
@@ -102,6 +112,10 @@ def run_report(run, baseline=None, plot: str | None = None, out_dir=None) -> str
     failed = [t for t in trials if t.status == "FAILED"]
     for t in failed[:10]:
         lines.append(f"- FAILED #{t.number} `{t.arch_str}`: {t.error}")
+    lineage = lineage_lines(trials)
+    if lineage:
+        lines += ["", "## Lineage", "", "Children made by network morphisms from a parent trial (weights inherited):", ""]
+        lines += [f"- {line}" for line in lineage]
     cmp = compare_runs(run, baseline) if baseline is not None else None
     versions = info.get("versions", {})
     host = info.get("host", {})
@@ -112,6 +126,10 @@ def run_report(run, baseline=None, plot: str | None = None, out_dir=None) -> str
         ("Search seed", f"{recipe.get('seed')} (same seed, same run)"),
         ("Training seed", f"{(recipe.get('train') or {}).get('seed', 0)}"),
         ("Strategy and hyperparameters", f"{strategy.get('name')} {json.dumps(strategy.get('params', {}))}"),
+        ("Weight inheritance",
+         f"{len(lineage)} children inherit morphed parent weights "
+         f"({sum(t.lineage.exact for t in trials if t.lineage)} exact); approximate ones distill from the parent: "
+         f"distill {json.dumps(recipe.get('distill') or {})}" if lineage else "none (every trial trained from scratch)"),
         ("Training protocol", f"dataset {recipe.get('dataset')}, {json.dumps(recipe.get('train', {}))}; "
                               "objective accuracy = validation accuracy, test accuracy reported only"),
         ("Search space", f"{recipe.get('space')}"),

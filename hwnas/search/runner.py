@@ -170,7 +170,9 @@ class _Loop:
             )
             return
         try:
-            job = self.problem.expensive_job(arch, self._parent(trial), trial.budget)
+            # only training inherits weights: a problem without expensive objectives never needs them
+            parent = self._parent(trial) if self.problem.has_expensive else None
+            job = self.problem.expensive_job(arch, parent, trial.budget)
         except Exception as exc:  # e.g. a missing parent checkpoint: this child fails, the run goes on
             self._finish(replace(trial, status="FAILED", values=cheap, error=f"{type(exc).__name__}: {exc}"), arch)
             return

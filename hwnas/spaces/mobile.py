@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import ArchError
-from hwnas.spaces.base import Arch, Block, SearchSpace
+from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
 
 KERNELS = (3, 5)
 EXPANSIONS = (1, 3, 6)
@@ -217,3 +217,8 @@ class MobileSpace(SearchSpace):
         from hwnas.spaces.supernet import Supernet
 
         return Supernet(self)
+    def morphisms(self) -> Morphisms:
+        """Exact and approximate MBConv morphisms (see `hwnas.spaces.morphisms`)."""
+        from hwnas.spaces.morphisms import MobileMorphisms
+
+        return MobileMorphisms(self)

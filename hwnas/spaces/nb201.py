@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import ArchError
-from hwnas.spaces.base import Arch, Block, SearchSpace
+from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # Edge (to_node, from_node) of each gene position, in NAS-Bench-201 string order.
@@ -62,18 +62,21 @@ class ResidualReduction(nn.Module):
 
 
 class Cell(nn.Module):
-    """A NAS-Bench-201 cell: node j sums op(i->j)(node i) over its live incoming edges."""
+    """A NAS-Bench-201 cell: node j sums op(i->j)(node i) over its live incoming edges.
+
+    The op of edge position p is `ops["e{p}"]` (stable names: a `none` edge that becomes a conv
+    never shifts the others)."""
 
     def __init__(self, genes: Sequence[str], channels: int) -> None:
         super().__init__()
         self.live = live_edges(genes)
-        self.edges = [EDGES[p] for p in self.live]
-        self.ops = nn.ModuleList(make_op(genes[p], channels) for p in self.live)
+        self.ops = nn.ModuleDict({f"e{p}": make_op(genes[p], channels) for p in self.live})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor | None] = [x, None, None, None]
-        for (to, src), op in zip(self.edges, self.ops):
-            out = op(nodes[src])
+        for p in self.live:
+            to, src = EDGES[p]
+            out = self.ops[f"e{p}"](nodes[src])
             nodes[to] = out if nodes[to] is None else nodes[to] + out
         # A cell whose output is cut off from its input outputs zeros.
         return nodes[3] if nodes[3] is not None else torch.zeros_like(x)
@@ -201,3 +204,9 @@ class NB201Space(SearchSpace):
         if block.kind == "head":
             return Head(block.in_channels, block.out_channels)
         return make_op(block.kind, block.in_channels)
+
+    def morphisms(self) -> Morphisms:
+        """Edge morphisms (`none` -> conv exact, see `hwnas.spaces.morphisms`)."""
+        from hwnas.spaces.morphisms import NB201Morphisms
+
+        return NB201Morphisms(self)

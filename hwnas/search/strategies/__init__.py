@@ -10,13 +10,14 @@ from hwnas.errors import ConfigError
 from hwnas.registry import Registry
 from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
 from hwnas.search.strategies.evolution import RegularizedEvolution
+from hwnas.search.strategies.lemonade import Lemonade
 from hwnas.search.strategies.local import ParetoLocalSearch
 from hwnas.search.strategies.nsga2 import NSGA2Search
 from hwnas.search.strategies.random_search import RandomSearch
 from hwnas.spaces import SearchSpace
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (RandomSearch, RegularizedEvolution, NSGA2Search, ParetoLocalSearch):
+for _cls in (RandomSearch, RegularizedEvolution, NSGA2Search, ParetoLocalSearch, Lemonade):
     STRATEGIES.add(_cls.name, _cls)
 
 
@@ -41,6 +42,6 @@ def make_strategy(
 
 
 __all__ = [
-    "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES", "Strategy",
+    "Lemonade", "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES", "Strategy",
     "as_proposal", "make_strategy", "strategy_params",
 ]

@@ -1,0 +1,160 @@
+"""LEMONADE: inverse-density sampling, determinism with inherited weights, lineage through kill -9 and
+resume, children of a parent without a checkpoint fail while the run goes on, lineage in show/report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwnas.cli import main
+from hwnas.search.problem import ArchProblem
+from hwnas.search.runner import run_search
+from hwnas.search.strategies import make_strategy
+from hwnas.search.strategies.lemonade import inverse_density_weights
+from hwnas.storage import MemoryStorage, open_storage
+
+REPO = Path(__file__).resolve().parents[1]
+TABLE = REPO / "latency_tables" / "ort-cpu-1t" / "mobile-mnist.json"
+TINY = {"epochs": 1, "data_fraction": 0.08, "batch_size": 32, "device": "cpu"}
+PARAMS = {"init_size": 2, "n_pc": 12, "n_ac": 2, "max_operators": 2}
+
+
+def test_inverse_density_sampling_favours_the_sparse_end_of_a_front():
+    # a front crowded at small latency (11 points) with two lonely members at the large end
+    lat = np.r_[np.linspace(0.0, 0.1, 11), 0.6, 1.0]
+    front = np.c_[lat, 1.0 - lat]
+    w = inverse_density_weights(front, front, bandwidth=0.2)
+    assert w[-1] > w[-2] > w[:11].max()
+    s = make_strategy("lemonade", ArchProblem("mobile", ["params"]).space, 1, seed=0)
+    draws = [s._draw(w, 1)[0] for _ in range(3000)]
+    sparse_share = sum(d >= 11 for d in draws) / len(draws)
+    assert sparse_share > 0.5  # 2 of 13 members (15%) drawn more than half of the time
+    picked = s._draw(w, 5)
+    assert len(set(picked)) == 5  # acceptance draws without replacement
+
+
+def _lemonade_run(seed: int, budget: int = 6):
+    problem = ArchProblem("mobile", ["accuracy", "latency_ms"], (), TABLE, "digits", TINY)
+    run = MemoryStorage().create_run("l", problem.objectives, {}, {})
+    strategy = make_strategy("lemonade", problem.space, 2, seed, {**PARAMS, "child_epochs": 1})
+    run_search(problem, strategy, run, budget)
+    return run
+
+
+@pytest.mark.slow  # seed determinism of lemonade's ask/tell is in the default suite (tests/test_search.py)
+def test_same_seed_same_run_with_inherited_weights():
+    a, b = _lemonade_run(3), _lemonade_run(3)
+    rows = lambda run: [(t.arch_id, t.lineage, t.values, t.status) for t in run.trials()]  # noqa: E731
+    assert rows(a) == rows(b)
+    children = [t for t in a.trials() if t.lineage is not None]
+    assert len(children) == 4 and all(t.status == "COMPLETE" for t in children)
+    ids = {t.arch_id for t in a.trials()}
+    assert all(t.lineage.parent in ids and t.lineage.operators for t in children)
+    assert all(t.budget == {"epochs": 1} for t in children)
+    assert all(t.budget == {} for t in a.trials() if t.lineage is None)
+
+
+def test_a_child_whose_parent_checkpoint_is_missing_fails_and_the_run_goes_on(tmp_path):
+    problem = ArchProblem("mobile", ["accuracy", "latency_ms"], (), TABLE, "digits", TINY)
+    run = open_storage(f"sqlite:///{tmp_path / 'r.db'}").create_run("m", problem.objectives, {}, {})
+    strategy = make_strategy("lemonade", problem.space, 2, 0, {**PARAMS, "init_size": 1, "n_ac": 3})
+
+    def lose_weights(trial):  # the only parent's checkpoint disappears as soon as it is written
+        if trial.lineage is None and trial.weights_path:
+            Path(trial.weights_path).unlink()
+
+    result = run_search(problem, strategy, run, 4, on_trial=lose_weights)
+    assert result.stop_reason == "budget" and result.evaluated == 4
+    children = [t for t in run.trials() if t.lineage is not None]
+    assert len(children) == 3
+    assert all(t.status == "FAILED" and "parent checkpoint missing" in t.error for t in children)
+    assert all(t.values["latency_ms"] > 0 for t in children)  # cheap values are kept
+
+
+def test_tabular_children_need_no_weights(bench_csv):
+    # no expensive objective: lineage is recorded and no parent checkpoint is read
+    from hwnas.bench import TabularBenchmark
+
+    bench = TabularBenchmark(bench_csv)
+    run = MemoryStorage().create_run("t", bench.objectives, {}, {})
+    run_search(bench, make_strategy("lemonade", bench.space, 2, 0), run, 40)
+    children = [t for t in run.trials() if t.lineage is not None]
+    assert len(children) >= 30 and all(t.status == "COMPLETE" for t in children)
+
+
+RECIPE = f"""
+space: mobile:mnist
+objectives: [accuracy, latency_ms]
+latency_table: {TABLE}
+strategy: {{name: lemonade, params: {json.dumps(PARAMS)}}}
+distill: {{weight: 0.5, temperature: 2.0}}
+budget: 6
+dataset: digits
+train: {json.dumps(TINY)}
+executor: inline
+"""
+
+
+def _count(db: Path, where: str) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute(f"SELECT COUNT(*) FROM trials WHERE {where}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _search(recipe: Path, db: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hwnas", "search", str(recipe), "--storage", f"sqlite:///{db}", "--quiet", *extra],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_kill_9_then_resume_keeps_lineage_and_shows_it(tmp_path, capsys):
+    recipe = tmp_path / "lem.yaml"
+    recipe.write_text(RECIPE)
+    db = tmp_path / "k.db"
+    proc = _search(recipe, db, "--name", "k")
+    deadline = time.time() + 300
+    while _count(db, "lineage IS NOT NULL AND status='COMPLETE'") < 1:  # a child trained, another one started
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r[0]: r[1] for r in sqlite3.connect(db).execute("SELECT arch_id, lineage FROM trials")}
+    proc = _search(recipe, db, "--resume", "k")
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    run = open_storage(f"sqlite:///{db}").get_run("k")
+    trials = run.trials()
+    assert len(run.trials("COMPLETE")) == 6 and run.status == "FINISHED"
+    after = {t.arch_id: t.lineage for t in trials}
+    for arch_id, lineage in before.items():  # lineage written before the kill is unchanged
+        assert (json.loads(lineage) if lineage else None) == (after[arch_id].to_dict() if after[arch_id] else None)
+    children = [t for t in trials if t.lineage is not None]
+    assert len(children) == 4 and all(t.lineage.parent in after for t in children)
+    assert all(Path(t.weights_path).is_file() for t in trials)
+    url = f"sqlite:///{db}"
+    assert main(["show", "k", "--storage", url, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    parents = {t["arch_id"]: t["parent"] for t in shown["trials"]}
+    assert {k: (v or None) and v["arch_id"] for k, v in parents.items()} == {
+        t.arch_id: t.lineage.parent if t.lineage else None for t in trials
+    }
+    assert main(["show", "k", "--storage", url]) == 0
+    text = capsys.readouterr().out
+    child = children[0]
+    number = {t.arch_id: t.number for t in trials}[child.lineage.parent]
+    assert f"#{number} " in text and " ".join(child.lineage.operators) in text
+    assert main(["report", "k", "--storage", url, "--out", str(tmp_path / "rep.md")]) == 0
+    report = (tmp_path / "rep.md").read_text()
+    assert "## Lineage" in report and "n_pc" in report and "distill" in report
