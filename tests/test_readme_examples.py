@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Until the integrator pastes notes/readme-api.md into README.md, its blocks are the README's.
-SOURCES = [REPO / "README.md", REPO / "notes" / "readme-api.md"]
+SOURCES = [REPO / "README.md"]
 
 
 def python_blocks(path: Path) -> list[str]:
