@@ -12,12 +12,16 @@ from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
 from hwnas.search.strategies.evolution import RegularizedEvolution
 from hwnas.search.strategies.local import ParetoLocalSearch
 from hwnas.search.strategies.nsga2 import NSGA2Search
+from hwnas.search.strategies.peers import OptunaNSGA2, OptunaRandom, OptunaTPE
 from hwnas.search.strategies.random_search import RandomSearch
+from hwnas.search.strategies.surrogate import SurrogateSearch
 from hwnas.spaces import SearchSpace
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (RandomSearch, RegularizedEvolution, NSGA2Search, ParetoLocalSearch):
+for _cls in (RandomSearch, RegularizedEvolution, NSGA2Search, ParetoLocalSearch, SurrogateSearch,
+             OptunaTPE, OptunaNSGA2, OptunaRandom):
     STRATEGIES.add(_cls.name, _cls)
+STRATEGIES.add("default", SurrogateSearch)  # the robust default across tables (benchmarks/bench_generalisation.py)
 
 
 def strategy_params(name: str) -> dict[str, Any]:
@@ -41,6 +45,6 @@ def make_strategy(
 
 
 __all__ = [
-    "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES", "Strategy",
+    "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES", "Strategy", "SurrogateSearch",
     "as_proposal", "make_strategy", "strategy_params",
 ]
