@@ -31,6 +31,7 @@ class SurrogateSearch(Strategy):
         self, space: SearchSpace, num_objectives: int, seed: int = 0, *,
         init_samples: int = 10, candidates: int = 300, mutants: float = 0.8, trees: int = 12,
         refit: int = 4, kappa: float = 0.5, model: str = "gp", noise: float = 0.01,
+        reference: float = 1.1, linear: float = 0.0, extremes: int = 0,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
@@ -41,7 +42,9 @@ class SurrogateSearch(Strategy):
             )
         self.init_samples, self.candidates, self.mutants = int(init_samples), int(candidates), float(mutants)
         self.trees, self.refit, self.kappa = int(trees), int(refit), float(kappa)
-        self.model, self.noise = model, float(noise)
+        self.model, self.noise, self.reference = model, float(noise), float(reference)
+        self.linear, self.extremes = float(linear), int(extremes)
+        self.n_model = 0
         self.np_rng = np.random.default_rng(self.seed)
         self.card = np.array([len(c) for c in space.choices], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.card)[:-1]])
@@ -58,11 +61,12 @@ class SurrogateSearch(Strategy):
         self.n_proposed = 0
 
     # -- encoding -------------------------------------------------------------------------------
-    def _codes(self, arch: Arch) -> np.ndarray:
-        row = self._code_cache.get(arch.id)
+    def _codes(self, arch: Arch, arch_id: str | None = None) -> np.ndarray:
+        key = arch_id or arch.id
+        row = self._code_cache.get(key)
         if row is None:
             row = np.array([self._index[i][g] for i, g in enumerate(arch.genes)], dtype=np.int64)
-            self._code_cache[arch.id] = row
+            self._code_cache[key] = row
         return row
 
     def _onehot(self, codes: np.ndarray) -> np.ndarray:
@@ -122,28 +126,34 @@ class SurrogateSearch(Strategy):
             model.fit(X, Y)
             self._model = model
             return
+        from scipy.linalg import solve_triangular
+
         # GP, kernel exp(-(genes that differ) / (genes * lengthscale)); lengthscale by marginal likelihood
         mu, sd = Y.mean(axis=0), Y.std(axis=0) + 1e-9
         Yn = (Y - mu) / sd
-        D = 1.0 - (X @ X.T) / len(self.card)
+        S = (X @ X.T) / len(self.card)
         best = None
         for ls in (0.05, 0.1, 0.2, 0.4, 0.8):
-            K = np.exp(-D / ls) + self.noise * np.eye(len(X))
-            L = np.linalg.cholesky(K)
-            alpha = np.linalg.solve(L.T, np.linalg.solve(L, Yn))
-            nll = 0.5 * float((Yn * alpha).sum()) + Y.shape[1] * float(np.log(np.diag(L)).sum())
+            L = np.linalg.cholesky(self._kernel(S, ls) + self.noise * np.eye(len(X)))
+            Linv = solve_triangular(L, np.eye(len(X)), lower=True)
+            beta = Linv @ Yn
+            nll = 0.5 * float((beta * beta).sum()) + Y.shape[1] * float(np.log(np.diag(L)).sum())
             if best is None or nll < best[0]:
-                best = (nll, ls, L, alpha)
-        _, ls, L, alpha = best
-        self._model = (X, ls, L, alpha, mu, sd)
+                best = (nll, ls, Linv, Linv.T @ beta)
+        _, ls, Linv, alpha = best
+        self._model = (X, ls, Linv, alpha, mu, sd)
+
+    def _kernel(self, S: np.ndarray, ls: float) -> np.ndarray:
+        """Covariance from the share S of equal genes: (1 - linear) exp(-(1 - S) / ls) + linear S."""
+        return (1.0 - self.linear) * np.exp(-(1.0 - S) / ls) + self.linear * S
 
     def _predict(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.model == "trees":
             per_tree = np.stack([t.tree_.predict(Xc.astype(np.float32))[:, :, 0] for t in self._model.estimators_])  # (T, n, k)
             return per_tree.mean(axis=0), per_tree.std(axis=0)
-        X, ls, L, alpha, mu, sd = self._model
-        Ks = np.exp(-(1.0 - (Xc @ X.T) / len(self.card)) / ls)
-        V = np.linalg.solve(L, Ks.T)
+        X, ls, Linv, alpha, mu, sd = self._model
+        Ks = self._kernel((Xc @ X.T) / len(self.card), ls)
+        V = Linv @ Ks.T
         var = np.clip(1.0 - (V * V).sum(axis=0), 0.0, None)
         return mu + (Ks @ alpha) * sd, np.sqrt(var)[:, None] * sd[None, :]
 
@@ -161,7 +171,7 @@ class SurrogateSearch(Strategy):
         ids, F = self.feasible()
         if self.n_proposed <= self.init_samples or len(ids) < 2:
             return self._propose(self._random())
-        codes = np.stack([self._codes(self.archs[i]) for i in ids])
+        codes = np.stack([self._codes(self.archs[i], i) for i in ids])
         front = self._front_mask(ids, F)
         lo, hi = F.min(axis=0), F[front].max(axis=0)
         scale = np.where(hi > lo, hi - lo, 1.0)
@@ -183,10 +193,14 @@ class SurrogateSearch(Strategy):
             mean, std = self._predict(self._onehot(pool))
             P[:, modeled] = mean - self.kappa * std
         Zf = Z[front]
+        self.n_model += 1
+        if self.extremes and self.n_model % self.extremes == 0:  # push one objective's extreme, in turn
+            k = (self.n_model // self.extremes) % self.num_objectives
+            return self._propose_codes(pool[int(np.argmin(P[:, k]))])
         eps = np.min(np.max(P[:, None, :] - Zf[None, :, :], axis=2), axis=1)
         score = eps
         if self.num_objectives == 2:
-            gain = hv_improvement_2d(P, Zf, 1.1)
+            gain = hv_improvement_2d(P, Zf, self.reference)
             if gain.max() > 0:
                 score = -gain
         best = np.flatnonzero(score <= score.min() + 1e-12)
@@ -196,5 +210,6 @@ class SurrogateSearch(Strategy):
         return {
             "init_samples": self.init_samples, "candidates": self.candidates, "mutants": self.mutants,
             "trees": self.trees, "refit": self.refit, "kappa": self.kappa, "model": self.model,
-            "noise": self.noise,
+            "noise": self.noise, "reference": self.reference,
+            "linear": self.linear, "extremes": self.extremes,
         }
