@@ -2,13 +2,14 @@
 
 Usage:
   python benchmarks/bench_generalisation.py [--strategies default,random,optuna-tpe] [--seeds 20] [--jobs 2]
-  python benchmarks/bench_generalisation.py --loco benchmarks/generalisation_grid.json   # leave-one-column-out
+  python benchmarks/bench_generalisation.py --loco benchmarks/generalisation_grid.json   # + leave-one-column-out
 
 Protocol (the one of `hwnas bench`): a query is one proposal (duplicates count), normalized HV at
-25/50/100/300 queries, median and quartiles over seeds 0..N-1. `--loco GRID` runs every parameter set of
-the grid for `--strategy` on every column, then for each column picks the set with the best mean
-median HV (over the other 6 columns and the 4 checkpoints) and reports the held-out column with it:
-nothing is tuned on the column it is reported on. Writes --out (JSON) and the markdown table next to it.
+25/50/100/300 queries, median and quartiles over seeds 0..N-1. `--loco GRID` also runs every parameter
+set of the grid for `--strategy` on every column, then for each column picks the set with the best
+mean median HV (over the other 6 columns and the 4 checkpoints) and reports the held-out column with
+it as "STRATEGY (LOCO)": nothing is tuned on the column it is reported on. Timing: wall and summed
+CPU seconds of all columns x seeds per strategy. Writes --out (JSON) and the markdown table next to it.
 """
 
 from __future__ import annotations
@@ -71,14 +72,14 @@ def score(hv: np.ndarray, budget: int) -> float:
 
 
 def markdown(table: dict[str, dict[str, dict]], budget: int) -> str:
-    """Rows: columns; cells: median HV of each strategy at each checkpoint."""
-    strategies = list(next(iter(table.values())))
+    """One row per column and strategy: median [q25, q75] HV at each checkpoint, median unique archs."""
     cps = [str(b) for b in CHECKPOINTS if b <= budget]
-    head = "| column | " + " | ".join(f"{s} HV@{b}" for b in cps for s in strategies) + " |"
-    lines = [head, "|" + "---|" * (1 + len(cps) * len(strategies))]
+    lines = ["| cost column | strategy | " + " | ".join(f"HV@{b}" for b in cps) + " | unique archs |",
+             "|---|---|" + "---|" * (len(cps) + 1)]
     for col, per in table.items():
-        cells = [f"{per[s]['hv'][b]['median']:.4f}" for b in cps for s in strategies]
-        lines.append(f"| {col} | " + " | ".join(cells) + " |")
+        for name, st in per.items():
+            cells = [f"{st['hv'][b]['median']:.4f} [{st['hv'][b]['q25']:.3f}, {st['hv'][b]['q75']:.3f}]" for b in cps]
+            lines.append(f"| {col} | {name} | " + " | ".join(cells) + f" | {st['unique_archs_median']:.0f} |")
     return "\n".join(lines)
 
 
@@ -103,29 +104,28 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"table": args.table, "columns": columns, "seeds": args.seeds, "budget": args.budget,
                     "protocol": "query = one proposal (duplicates count); normalized HV as in `hwnas bench`",
                     "load_s": round(load_s, 2)}
-    if args.loco:
-        grid = json.loads(Path(args.loco).read_text())
-        runs = run_grid([(args.strategy, g) for g in grid], columns, args.seeds, args.budget, args.jobs)
-        table, chosen = {}, {}
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    params = json.loads(args.params)
+    grid = json.loads(Path(args.loco).read_text()) if args.loco else []
+    configs = [(s, params.get(s, {})) for s in names] + [(args.strategy, g) for g in grid]
+    runs = run_grid(configs, columns, args.seeds, args.budget, args.jobs)
+    fixed, tuned = runs[:len(names)], runs[len(names):]
+    table = {col: {r["strategy"]: stats(r["hv"][i], r["unique"][i], args.budget) for r in fixed}
+             for i, col in enumerate(columns)}
+    result.update(params=params, timing={r["strategy"]: {"wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)}
+                                         for r in fixed})
+    if tuned:
+        chosen = {}
         for i, col in enumerate(columns):
             others = [j for j in range(len(columns)) if j != i]
-            scores = [np.mean([score(r["hv"][j], args.budget) for j in others]) for r in runs]
-            best = runs[int(np.argmax(scores))]
+            scores = [np.mean([score(r["hv"][j], args.budget) for j in others]) for r in tuned]
+            best = tuned[int(np.argmax(scores))]
             chosen[col] = best["params"]
-            table[col] = {"loco": stats(best["hv"][i], best["unique"][i], args.budget)}
-        result.update(grid=grid, chosen=chosen, results=table,
-                      grid_scores=[{"params": r["params"], "per_column": {c: score(r["hv"][i], args.budget)
-                                    for i, c in enumerate(columns)}, "wall_s": round(r["wall_s"], 1)}
-                                   for r in runs])
-    else:
-        params = json.loads(args.params)
-        names = [s.strip() for s in args.strategies.split(",") if s.strip()]
-        runs = run_grid([(s, params.get(s, {})) for s in names], columns, args.seeds, args.budget, args.jobs)
-        table = {col: {r["strategy"]: stats(r["hv"][i], r["unique"][i], args.budget) for r in runs}
-                 for i, col in enumerate(columns)}
-        result.update(results=table, params=params,
-                      timing={r["strategy"]: {"wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)}
-                              for r in runs})
+            table[col][f"{args.strategy} (LOCO)"] = stats(best["hv"][i], best["unique"][i], args.budget)
+        result.update(grid=grid, chosen=chosen, grid_scores=[
+            {"params": r["params"], "score_per_column": {c: score(r["hv"][i], args.budget) for i, c in enumerate(columns)},
+             "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)} for r in tuned])
+    result["results"] = table
     md = markdown(result["results"], args.budget)
     result["markdown"] = md
     Path(args.out).write_text(json.dumps(result, indent=2))

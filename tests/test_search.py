@@ -119,7 +119,7 @@ executor: inline
 
 @pytest.mark.parametrize("body, message", [
     ("space: mobile\nobjectives: [params]\nbogus: 1\n", "unknown key(s) bogus"),
-    ("space: mobile\nobjectives: [params]\nstrategy: sideways\n", "unknown strategy 'sideways'; valid: local, nsga2"),
+    ("space: mobile\nobjectives: [params]\nstrategy: sideways\n", "unknown strategy 'sideways'; valid: default, "),
     ("space: mobile\nobjectives: [params]\nstrategy: {name: re, params: {pop: 3}}\n", "no parameter(s) pop"),
     ("space: mobile\nobjectives: [params]\nconstraints: ['latency is small']\n", "cannot parse constraint"),
     ("space: mobile\nobjectives: [params]\nconstraints: ['accuracy >= 0.9']\n", "cheap metrics only"),
