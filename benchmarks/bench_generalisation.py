@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas.bench import TabularBenchmark, run_one
+from hwnas.search.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "benchmarks" / "tables" / "nb201-hw360-cifar100.csv"
@@ -107,9 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     params = json.loads(args.params)
     grid = json.loads(Path(args.loco).read_text()) if args.loco else []
-    configs = [(s, params.get(s, {})) for s in names] + [(args.strategy, g) for g in grid]
-    runs = run_grid(configs, columns, args.seeds, args.budget, args.jobs)
-    fixed, tuned = runs[:len(names)], runs[len(names):]
+    fixed_cfg = [(s, params.get(s, {})) for s in names]
+    same = {i: grid.index(p) for i, (s, p) in enumerate(fixed_cfg)  # e.g. `default` = the grid's {} entry
+            if STRATEGIES.get(s) is STRATEGIES.get(args.strategy) and p in grid}
+    todo = [c for i, c in enumerate(fixed_cfg) if i not in same] + [(args.strategy, g) for g in grid]
+    runs = run_grid(todo, columns, args.seeds, args.budget, args.jobs)
+    tuned = runs[len(todo) - len(grid):]
+    rest = iter(runs[:len(todo) - len(grid)])
+    fixed = [{**tuned[same[i]], "strategy": s} if i in same else next(rest) for i, (s, _) in enumerate(fixed_cfg)]
     table = {col: {r["strategy"]: stats(r["hv"][i], r["unique"][i], args.budget) for r in fixed}
              for i, col in enumerate(columns)}
     result.update(params=params, timing={r["strategy"]: {"wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)}

@@ -17,21 +17,25 @@ class SurrogateSearch(Strategy):
 
     Candidates: `candidates` unexplored archs per ask, a `mutants` share of them one- or two-gene
     mutations of the current non-dominated archs, the rest uniform samples. Objectives whose values
-    `preview(arch)` gives (table latency, params, MACs) are used exactly; the others (what needs
-    training, or every column of a tabular benchmark) are predicted by an ExtraTrees ensemble of
-    `trees` trees on one-hot genes, refit after every `refit` new results. Each candidate's point is
-    mean - `kappa` * spread over the trees, in objectives normalized by the told minimum and the
-    current front's maximum (the front spans [0, 1], reference 1.1). Two objectives: exact HV gain of
-    that point; more, or when no candidate gains: additive epsilon to the front (smaller is better).
+    `preview(arch)` gives (table latency, params, MACs) are used exactly, never predicted; the others
+    (what needs training, or every column of a tabular benchmark) are predicted by a Gaussian process
+    (`model="gp"`: kernel (1 - `linear`) exp(-(share of differing genes) / lengthscale) + `linear`
+    (share of equal genes), lengthscale by marginal likelihood, `noise`) or an ExtraTrees ensemble of
+    `trees` trees (`model="trees"`), refit after every `refit` new results. Each candidate's point is
+    mean - `kappa` * standard deviation, in objectives normalized by the told minimum and the current
+    front's maximum (the front spans [0, 1]). Two objectives: exact HV gain of that point with the
+    reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
+    Every `extremes`-th model-guided proposal instead minimizes one objective's optimistic value (in
+    turn), so the ends of the front, which fix the HV's scale, are found too (0 turns it off).
     """
 
     name = "surrogate"
 
     def __init__(
         self, space: SearchSpace, num_objectives: int, seed: int = 0, *,
-        init_samples: int = 10, candidates: int = 300, mutants: float = 0.8, trees: int = 12,
-        refit: int = 4, kappa: float = 0.5, model: str = "gp", noise: float = 0.01,
-        reference: float = 1.1, linear: float = 0.0, extremes: int = 0,
+        init_samples: int = 10, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
+        refit: int = 4, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
+        reference: float = 2.0, linear: float = 0.5, extremes: int = 10,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
