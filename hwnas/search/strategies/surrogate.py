@@ -27,6 +27,8 @@ class SurrogateSearch(Strategy):
     reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
     Every `extremes`-th model-guided proposal instead minimizes one objective's optimistic value (in
     turn), so the ends of the front, which fix the HV's scale, are found too (0 turns it off).
+    When the problem previews values, only `previewed` random candidates of the pool are previewed
+    and scored per ask (a preview may build the network).
     """
 
     name = "surrogate"
@@ -35,7 +37,7 @@ class SurrogateSearch(Strategy):
         self, space: SearchSpace, num_objectives: int, seed: int = 0, *,
         init_samples: int = 10, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
         refit: int = 4, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
-        reference: float = 2.0, linear: float = 0.5, extremes: int = 10,
+        reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
@@ -47,7 +49,7 @@ class SurrogateSearch(Strategy):
         self.init_samples, self.candidates, self.mutants = int(init_samples), int(candidates), float(mutants)
         self.trees, self.refit, self.kappa = int(trees), int(refit), float(kappa)
         self.model, self.noise, self.reference = model, float(noise), float(reference)
-        self.linear, self.extremes = float(linear), int(extremes)
+        self.linear, self.extremes, self.previewed = float(linear), int(extremes), int(previewed)
         self.n_model = 0
         self.np_rng = np.random.default_rng(self.seed)
         self.card = np.array([len(c) for c in space.choices], dtype=np.int64)
@@ -183,9 +185,11 @@ class SurrogateSearch(Strategy):
         pool = self._pool(codes[front])
         if not len(pool):
             return self._propose(self._random())
-        keys = pool @ self.radix
         if self._previewed is None:  # which objectives preview gives is a property of the problem
             self._previewed = bool(np.isfinite(self._exact(int(codes[0] @ self.radix), codes[0])).any())
+        if self._previewed:  # a preview may build the network (params, MACs): score a random subset
+            pool = pool[self.np_rng.permutation(len(pool))[:self.previewed]]
+        keys = pool @ self.radix
         exact = np.stack([self._exact(int(k), c) for k, c in zip(keys, pool)]) if self._previewed \
             else np.full((len(pool), self.num_objectives), np.nan)
         modeled = np.flatnonzero(np.isnan(exact).any(axis=0))
@@ -216,4 +220,5 @@ class SurrogateSearch(Strategy):
             "trees": self.trees, "refit": self.refit, "kappa": self.kappa, "model": self.model,
             "noise": self.noise, "reference": self.reference,
             "linear": self.linear, "extremes": self.extremes,
+            "previewed": self.previewed,
         }
