@@ -23,7 +23,7 @@ def run(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", default=str(CSV))
     p.add_argument("--latency-column", default="pi5_onnx_latency_ms")
-    p.add_argument("--strategies", default="random,re,nsga2,local")
+    p.add_argument("--strategies", default="random,re,nsga2,local,default,optuna-tpe,optuna-nsga2")
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--out", default="bench_strategies.json")
@@ -40,7 +40,7 @@ def run(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(data, indent=2))
     for row in data["strategies"]:
         cells = "  ".join(f"HV@{b}={e['median']:.4f}" for b, e in row["hv"].items())
-        print(f"{row['strategy']:<8} {cells}  ({row['wall_s']} s)")
+        print(f"{row['strategy']:<13} {cells}  unique={row['unique_archs_median']:.0f}  ({row['wall_s']} s)")
     print(f"wrote {args.out} and {plot}")
     return 0
 

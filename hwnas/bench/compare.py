@@ -2,8 +2,9 @@
 
 Normalized HV = HV(found front) / HV(true front of the table), both computed by pymoo after mapping
 each objective to [0, 1] with the ideal and nadir of the table's true front, reference point
-(1.1, 1.1) (see `hwnas.pareto`). A query is one unique arch evaluated; duplicates proposed
-by a strategy are answered from the cache and don't count against the budget.
+(1.1, 1.1) (see `hwnas.pareto`). A query is one proposal (one `ask`, one Optuna trial): a duplicate
+proposal is answered from the cache but counts as a query, the same for every strategy and peer;
+the number of unique archs among the queries is reported next to the HV.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class StrategyCurve:
     seeds: tuple[int, ...]
     hv: np.ndarray  # (n_seeds, budget)
     wall_s: float
+    unique: np.ndarray | None = None  # (n_seeds,) unique archs among the `budget` queries
 
 
 def hv_curve(bench: TabularBenchmark, F: np.ndarray) -> np.ndarray:
@@ -42,6 +44,9 @@ def hv_curve(bench: TabularBenchmark, F: np.ndarray) -> np.ndarray:
     out = np.zeros(len(F))
     last, front = 0.0, np.zeros((0, F.shape[1]))
     for i, f in enumerate(F):
+        if not np.all(np.isfinite(f)):  # a failed query adds nothing
+            out[i] = last
+            continue
         if not len(front) or not np.any(np.all(front <= f, axis=1)):  # f is not weakly dominated
             keep = ~np.all(f <= front, axis=1)
             front = np.vstack([front[keep], f])
@@ -52,18 +57,21 @@ def hv_curve(bench: TabularBenchmark, F: np.ndarray) -> np.ndarray:
 
 def run_one(
     bench: TabularBenchmark, strategy: str, seed: int, budget: int, params: Mapping[str, Any] | None = None
-) -> np.ndarray:
-    """HV curve of one strategy/seed (length `budget`, padded with the last value if it stops early)."""
+) -> tuple[np.ndarray, int]:
+    """HV curve over the first `budget` queries of one strategy/seed (padded with the last value if it
+    stops early) and the number of unique archs among them."""
     storage = MemoryStorage()
     run = storage.create_run(f"{strategy}-{seed}", bench.objectives, {}, {})
     strat = make_strategy(strategy, bench.space, len(bench.objectives), seed, params)
     run_search(bench, strat, run, budget)
-    trials = [t for t in run.trials() if t.status == "COMPLETE"]
-    F = np.array([run.minimized(t) for t in trials], dtype=float).reshape(len(trials), 2)
+    trials = {t.arch_id: t for t in run.trials()}
+    asked = [ev.arch_id for ev in run.events() if ev.kind == "ask"][:budget]
+    F = np.array([run.minimized(trials[a]) if trials[a].status == "COMPLETE" else (np.inf, np.inf) for a in asked],
+                 dtype=float).reshape(len(asked), 2)
     curve = hv_curve(bench, F)
     if len(curve) < budget:
         curve = np.concatenate([curve, np.full(budget - len(curve), curve[-1] if len(curve) else 0.0)])
-    return curve
+    return curve, len(set(asked))
 
 
 def compare(
@@ -73,8 +81,10 @@ def compare(
     out = []
     for name in strategies:
         start = time.perf_counter()
-        hv = np.array([run_one(bench, name, s, budget, (params or {}).get(name)) for s in seeds])
-        out.append(StrategyCurve(name, tuple(seeds), hv, time.perf_counter() - start))
+        runs = [run_one(bench, name, s, budget, (params or {}).get(name)) for s in seeds]
+        hv = np.array([c for c, _ in runs])
+        unique = np.array([u for _, u in runs])
+        out.append(StrategyCurve(name, tuple(seeds), hv, time.perf_counter() - start, unique))
     return out
 
 
@@ -88,6 +98,8 @@ def summarize(
     rows = []
     for c in curves:
         row: dict[str, Any] = {"strategy": c.strategy, "seeds": len(c.seeds), "wall_s": round(c.wall_s, 2), "hv": {}}
+        if c.unique is not None:
+            row["unique_archs_median"] = float(np.median(c.unique))
         for b in checkpoints:
             if b > c.hv.shape[1]:
                 continue
@@ -118,7 +130,7 @@ def plot_curves(curves: Sequence[StrategyCurve], path: str, title: str = "") -> 
         ax.plot(q, np.median(c.hv, axis=0), label=c.strategy)
         ax.fill_between(q, np.quantile(c.hv, 0.25, axis=0), np.quantile(c.hv, 0.75, axis=0), alpha=0.2)
     ax.set_xscale("log")
-    ax.set_xlabel("queries (unique archs evaluated)")
+    ax.set_xlabel("queries (proposals, duplicates included)")
     ax.set_ylabel("normalized hypervolume")
     ax.set_ylim(max(0.0, min(float(np.median(c.hv[:, min(9, c.hv.shape[1] - 1)])) for c in curves) - 0.05), 1.002)
     ax.grid(alpha=0.3)

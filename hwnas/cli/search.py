@@ -148,7 +148,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from hwnas.bench import DEFAULT_CHECKPOINTS, TabularBenchmark, compare, plot_curves, summarize
-    from hwnas.search.strategies import STRATEGIES
+    from hwnas.search.strategies import STRATEGIES, make_strategy
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if not strategies:
@@ -165,6 +165,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.budget > len(bench.values):
         raise ConfigError(f"--budget {args.budget} is more than the {len(bench.values)} archs in {args.table}; "
                           f"use --budget <= {len(bench.values)}")
+    for s in strategies:  # fail before any run, e.g. optuna-* without the `peers` extra
+        make_strategy(s, bench.space, len(bench.objectives), 0)
     checkpoints = [b for b in DEFAULT_CHECKPOINTS if b <= args.budget]
     if args.budget not in checkpoints:
         checkpoints.append(args.budget)
@@ -177,17 +179,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "true_front_size": len(bench.true_front), "budget": args.budget, "seeds": args.seeds,
         "normalization": "HV(found)/HV(true front); objectives scaled by the true front's ideal/nadir to [0,1]; "
                          "reference point 1.1 (pymoo HV)",
+        "protocol": "a query is one proposal (ask / Optuna trial); duplicates are answered from the cache and "
+                    "count as queries, for every strategy; unique_archs_median counts the distinct archs",
         "strategies": rows, "plot": plot,
     }
-    lines = [f"{'strategy':<10}" + "".join(f"{'HV@' + str(b):>34}" for b in checkpoints) + "   wall_s"]
+    lines = [f"{'strategy':<13}" + "".join(f"{'HV@' + str(b):>34}" for b in checkpoints) + "  unique   wall_s"]
     for r in rows:
         cells = []
         for b in checkpoints:
             e = r["hv"][str(b)]
             p = e.get("p_vs_random")
             cells.append(f"{e['median']:.4f} [{e['q25']:.3f},{e['q75']:.3f}]" + (f" p={p:.0e}" if p is not None else ""))
-        lines.append(f"{r['strategy']:<10}" + "".join(f"{c:>34}" for c in cells) + f"   {r['wall_s']}")
-    lines.append("median [q25,q75] normalized HV over seeds; p = Mann-Whitney U vs random")
+        lines.append(f"{r['strategy']:<13}" + "".join(f"{c:>34}" for c in cells)
+                     + f"  {r['unique_archs_median']:>6.0f}   {r['wall_s']}")
+    lines.append("median [q25,q75] normalized HV over seeds after N queries (a query is one proposal, duplicates "
+                 "included); unique = median unique archs in the budget; p = Mann-Whitney U vs random")
     emit(data, args.json, "\n".join(lines))
     return 0
 
@@ -237,7 +243,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-column", default="pi5_onnx_latency_ms")
     p.add_argument("--arch-column", default="arch_str")
     p.add_argument("--space", default="nb201:cifar100", help="space whose arch strings the table holds")
-    p.add_argument("--strategies", default="random,re,nsga2,local")
+    p.add_argument("--strategies", default="random,re,nsga2,local,default",
+                   help="comma-separated strategies; `default` is the recipes' default; peers: optuna-tpe, "
+                        "optuna-nsga2, optuna-random (pip install 'hwnas[peers]')")
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--seeds", type=int, default=20, help="number of seeds (0..N-1)")
     p.add_argument("--plot", help="HV-over-queries PNG")

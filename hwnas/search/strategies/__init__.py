@@ -13,12 +13,16 @@ from hwnas.search.strategies.evolution import RegularizedEvolution
 from hwnas.search.strategies.lemonade import Lemonade
 from hwnas.search.strategies.local import ParetoLocalSearch
 from hwnas.search.strategies.nsga2 import NSGA2Search
+from hwnas.search.strategies.peers import OptunaNSGA2, OptunaRandom, OptunaTPE
 from hwnas.search.strategies.random_search import RandomSearch
+from hwnas.search.strategies.surrogate import SurrogateSearch
 from hwnas.spaces import SearchSpace
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (RandomSearch, RegularizedEvolution, NSGA2Search, ParetoLocalSearch, Lemonade):
+for _cls in (RandomSearch, RegularizedEvolution, NSGA2Search, ParetoLocalSearch, Lemonade, SurrogateSearch,
+             OptunaTPE, OptunaNSGA2, OptunaRandom):
     STRATEGIES.add(_cls.name, _cls)
+STRATEGIES.add("default", SurrogateSearch)  # the robust default across tables (benchmarks/bench_generalisation.py)
 
 
 def strategy_params(name: str) -> dict[str, Any]:
@@ -42,6 +46,7 @@ def make_strategy(
 
 
 __all__ = [
-    "Lemonade", "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES", "Strategy",
+    "Lemonade", "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES",
+    "Strategy", "SurrogateSearch",
     "as_proposal", "make_strategy", "strategy_params",
 ]

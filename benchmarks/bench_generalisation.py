@@ -1,0 +1,149 @@
+"""Generalisation of search strategies over all 7 cost columns of the shipped NB201 table (each vs accuracy).
+
+Usage:
+  python benchmarks/bench_generalisation.py [--strategies default,random,optuna-tpe] [--seeds 20] [--jobs 2]
+  python benchmarks/bench_generalisation.py --loco benchmarks/generalisation_grid.json   # + leave-one-column-out
+
+Protocol (the one of `hwnas bench`): a query is one proposal (duplicates count), normalized HV at
+25/50/100/300 queries, median and quartiles over seeds 0..N-1. `--loco GRID` also runs every parameter
+set of the grid for `--strategy` on every column, then for each column picks the set with the best
+mean median HV (over the other 6 columns and the 4 checkpoints) and reports the held-out column with
+it as "STRATEGY (LOCO)": nothing is tuned on the column it is reported on. Timing: wall and summed
+CPU seconds of all columns x seeds per strategy. Writes --out (JSON) and the markdown table next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hwnas.bench import TabularBenchmark, run_one
+from hwnas.search.strategies import STRATEGIES
+
+ROOT = Path(__file__).resolve().parents[1]
+CSV = ROOT / "benchmarks" / "tables" / "nb201-hw360-cifar100.csv"
+COLUMNS = (
+    "pi5_litert_latency_ms", "pi5_onnx_latency_ms", "pi5_torchmobile_latency_ms", "pixel_litert_latency_ms",
+    "pi5_litert_energy_mj", "pi5_onnx_energy_mj", "pi5_torchmobile_energy_mj",
+)
+CHECKPOINTS = (25, 50, 100, 300)
+_BENCHES: dict[str, TabularBenchmark] = {}
+
+
+def _task(args: tuple[str, str, int, int, dict]) -> tuple[np.ndarray, int, float]:
+    column, strategy, seed, budget, params = args
+    start = time.process_time()
+    curve, unique = run_one(_BENCHES[column], strategy, seed, budget, params or None)
+    return curve, unique, time.process_time() - start
+
+
+def run_grid(configs: list[tuple[str, dict]], columns, seeds: int, budget: int, jobs: int) -> list[dict]:
+    """For each (strategy, params): HV curves (columns x seeds x budget), unique archs, wall and CPU seconds."""
+    out = []
+    ctx = mp.get_context("fork")
+    with ctx.Pool(jobs) as pool:
+        for strategy, params in configs:
+            tasks = [(c, strategy, s, budget, params) for c in columns for s in range(seeds)]
+            start = time.perf_counter()
+            res = pool.map(_task, tasks, chunksize=1)
+            wall = time.perf_counter() - start
+            hv = np.array([r[0] for r in res]).reshape(len(columns), seeds, budget)
+            unique = np.array([r[1] for r in res]).reshape(len(columns), seeds)
+            out.append({"strategy": strategy, "params": params, "hv": hv, "unique": unique, "wall_s": wall,
+                        "cpu_s": float(sum(r[2] for r in res))})
+    return out
+
+
+def stats(hv: np.ndarray, unique: np.ndarray, budget: int) -> dict:
+    """Median and quartiles over seeds at each checkpoint (hv: seeds x budget)."""
+    row = {str(b): {"median": float(np.median(hv[:, b - 1])), "q25": float(np.quantile(hv[:, b - 1], 0.25)),
+                    "q75": float(np.quantile(hv[:, b - 1], 0.75))} for b in CHECKPOINTS if b <= budget}
+    return {"hv": row, "unique_archs_median": float(np.median(unique))}
+
+
+def score(hv: np.ndarray, budget: int) -> float:
+    """Mean over checkpoints of the median HV over seeds (hv: seeds x budget)."""
+    return float(np.mean([np.median(hv[:, b - 1]) for b in CHECKPOINTS if b <= budget]))
+
+
+def markdown(table: dict[str, dict[str, dict]], budget: int) -> str:
+    """One row per column and strategy: median [q25, q75] HV at each checkpoint, median unique archs."""
+    cps = [str(b) for b in CHECKPOINTS if b <= budget]
+    lines = ["| cost column | strategy | " + " | ".join(f"HV@{b}" for b in cps) + " | unique archs |",
+             "|---|---|" + "---|" * (len(cps) + 1)]
+    for col, per in table.items():
+        for name, st in per.items():
+            cells = [f"{st['hv'][b]['median']:.4f} [{st['hv'][b]['q25']:.3f}, {st['hv'][b]['q75']:.3f}]" for b in cps]
+            lines.append(f"| {col} | {name} | " + " | ".join(cells) + f" | {st['unique_archs_median']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", default=str(CSV))
+    p.add_argument("--strategies", default="default,random,optuna-tpe")
+    p.add_argument("--params", default="{}", help='JSON params per strategy, e.g. {"default": {"kappa": 1}}')
+    p.add_argument("--loco", help="JSON list of parameter sets of --strategy to choose from per held-out column")
+    p.add_argument("--strategy", default="surrogate", help="the strategy whose parameters --loco chooses")
+    p.add_argument("--columns", default=",".join(COLUMNS))
+    p.add_argument("--budget", type=int, default=300)
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default="bench_generalisation.json")
+    args = p.parse_args(argv)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    start = time.perf_counter()
+    for c in columns:
+        _BENCHES[c] = TabularBenchmark(args.table, "accuracy", c)
+    load_s = time.perf_counter() - start
+    result: dict = {"table": args.table, "columns": columns, "seeds": args.seeds, "budget": args.budget,
+                    "protocol": "query = one proposal (duplicates count); normalized HV as in `hwnas bench`",
+                    "load_s": round(load_s, 2)}
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    params = json.loads(args.params)
+    grid = json.loads(Path(args.loco).read_text()) if args.loco else []
+    fixed_cfg = [(s, params.get(s, {})) for s in names]
+    same = {i: grid.index(p) for i, (s, p) in enumerate(fixed_cfg)  # e.g. `default` = the grid's {} entry
+            if STRATEGIES.get(s) is STRATEGIES.get(args.strategy) and p in grid}
+    todo = [c for i, c in enumerate(fixed_cfg) if i not in same] + [(args.strategy, g) for g in grid]
+    runs = run_grid(todo, columns, args.seeds, args.budget, args.jobs)
+    tuned = runs[len(todo) - len(grid):]
+    rest = iter(runs[:len(todo) - len(grid)])
+    fixed = [{**tuned[same[i]], "strategy": s} if i in same else next(rest) for i, (s, _) in enumerate(fixed_cfg)]
+    table = {col: {r["strategy"]: stats(r["hv"][i], r["unique"][i], args.budget) for r in fixed}
+             for i, col in enumerate(columns)}
+    result.update(params=params, timing={r["strategy"]: {"wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)}
+                                         for r in fixed})
+    if tuned:
+        chosen = {}
+        for i, col in enumerate(columns):
+            others = [j for j in range(len(columns)) if j != i]
+            scores = [np.mean([score(r["hv"][j], args.budget) for j in others]) for r in tuned]
+            best = tuned[int(np.argmax(scores))]
+            chosen[col] = best["params"]
+            table[col][f"{args.strategy} (LOCO)"] = stats(best["hv"][i], best["unique"][i], args.budget)
+        result.update(grid=grid, chosen=chosen, grid_scores=[
+            {"params": r["params"], "score_per_column": {c: score(r["hv"][i], args.budget) for i, c in enumerate(columns)},
+             "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)} for r in tuned])
+    result["results"] = table
+    md = markdown(result["results"], args.budget)
+    result["markdown"] = md
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).with_suffix(".md").write_text(md + "\n")
+    print(md)
+    if "timing" in result:
+        print("timing (all columns x seeds, --jobs processes):", json.dumps(result["timing"]))
+    if "chosen" in result:
+        print("chosen per held-out column:", json.dumps(result["chosen"]))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Model-guided multi-objective search: a small tree ensemble predicts what needs training, HVI picks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwnas.errors import ConfigError
+from hwnas.pareto import non_dominated_mask
+from hwnas.search.strategies.base import Strategy
+from hwnas.search.strategies.local import hv_improvement_2d
+from hwnas.spaces import Arch, SearchSpace
+
+
+class SurrogateSearch(Strategy):
+    """After `init_samples` uniform samples, propose the candidate with the largest optimistic
+    hypervolume improvement.
+
+    Candidates: `candidates` unexplored archs per ask, a `mutants` share of them one- or two-gene
+    mutations of the current non-dominated archs, the rest uniform samples. Objectives whose values
+    `preview(arch)` gives (table latency, params, MACs) are used exactly, never predicted; the others
+    (what needs training, or every column of a tabular benchmark) are predicted by a Gaussian process
+    (`model="gp"`: kernel (1 - `linear`) exp(-(share of differing genes) / lengthscale) + `linear`
+    (share of equal genes), lengthscale by marginal likelihood, `noise`) or an ExtraTrees ensemble of
+    `trees` trees (`model="trees"`), refit after every `refit` new results. Each candidate's point is
+    mean - `kappa` * standard deviation, in objectives normalized by the told minimum and the current
+    front's maximum (the front spans [0, 1]). Two objectives: exact HV gain of that point with the
+    reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
+    Every `extremes`-th model-guided proposal instead minimizes one objective's optimistic value (in
+    turn), so the ends of the front, which fix the HV's scale, are found too (0 turns it off).
+    When the problem previews values, only `previewed` random candidates of the pool are previewed
+    and scored per ask (a preview may build the network).
+    """
+
+    name = "surrogate"
+
+    def __init__(
+        self, space: SearchSpace, num_objectives: int, seed: int = 0, *,
+        init_samples: int = 10, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
+        refit: int = 4, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
+        reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
+    ) -> None:
+        super().__init__(space, num_objectives, seed)
+        if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
+                or model not in ("gp", "trees") or noise <= 0:
+            raise ConfigError(
+                "surrogate needs init_samples >= 2, candidates >= 1, 0 <= mutants <= 1, trees >= 1, refit >= 1, "
+                "kappa >= 0, model gp|trees, noise > 0"
+            )
+        self.init_samples, self.candidates, self.mutants = int(init_samples), int(candidates), float(mutants)
+        self.trees, self.refit, self.kappa = int(trees), int(refit), float(kappa)
+        self.model, self.noise, self.reference = model, float(noise), float(reference)
+        self.linear, self.extremes, self.previewed = float(linear), int(extremes), int(previewed)
+        self.n_model = 0
+        self.np_rng = np.random.default_rng(self.seed)
+        self.card = np.array([len(c) for c in space.choices], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.card)[:-1]])
+        self.radix = np.concatenate([[1], np.cumprod(self.card[::-1])[:-1]])[::-1].astype(np.int64)
+        self._index = [{g: k for k, g in enumerate(c)} for c in space.choices]
+        self._asked_keys: list[int] = []
+        self._model = None
+        self._fit_at = -1
+        self._exact_cache: dict[int, np.ndarray] = {}
+        self._previewed: bool | None = None
+        self._code_cache: dict[str, np.ndarray] = {}
+        self._front: set[str] = set()  # non-dominated among the results seen by the last ask
+        self._seen: set[str] = set()
+        self.n_proposed = 0
+
+    # -- encoding -------------------------------------------------------------------------------
+    def _codes(self, arch: Arch, arch_id: str | None = None) -> np.ndarray:
+        key = arch_id or arch.id
+        row = self._code_cache.get(key)
+        if row is None:
+            row = np.array([self._index[i][g] for i, g in enumerate(arch.genes)], dtype=np.int64)
+            self._code_cache[key] = row
+        return row
+
+    def _onehot(self, codes: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(codes), int(self.card.sum())), dtype=float)
+        out[np.arange(len(codes))[:, None], self.offsets[None, :] + codes] = 1.0
+        return out
+
+    def _propose_codes(self, codes: np.ndarray) -> Arch:
+        return self._propose(self.space.decode([int(c) for c in codes]))
+
+    def _propose(self, arch: Arch) -> Arch:
+        if arch.id not in self.asked:
+            self._asked_keys.append(int(self._codes(arch) @ self.radix))
+        return super()._propose(arch)
+
+    # -- exact (previewed) objectives ---------------------------------------------------------------
+    def _exact(self, key: int, codes: np.ndarray) -> np.ndarray:
+        """Minimized previewed values (NaN where the objective needs training) of one arch."""
+        row = self._exact_cache.get(key)
+        if row is None:
+            arch = self.space.decode([int(c) for c in codes])
+            natural = self.preview(arch)
+            row = np.array([
+                (-1.0 if o.direction == "max" else 1.0) * float(natural[o.name]) if o.name in natural else np.nan
+                for o in self.objectives
+            ], dtype=float) if self.objectives else np.full(self.num_objectives, np.nan)
+            self._exact_cache[key] = row
+        return row
+
+    # -- candidates ----------------------------------------------------------------------------
+    def _pool(self, front_codes: np.ndarray) -> np.ndarray:
+        n = self.candidates
+        n_mut = int(round(n * self.mutants)) if len(front_codes) else 0
+        d = len(self.card)
+        rand = (self.np_rng.random((n - n_mut, d)) * self.card).astype(np.int64)
+        mut = front_codes[self.np_rng.integers(len(front_codes), size=n_mut)] if n_mut else rand[:0]
+        for _ in range(2):  # one gene each, a second one for half of them
+            rows = np.arange(n_mut) if _ == 0 else np.flatnonzero(self.np_rng.random(n_mut) < 0.5)
+            pos = self.np_rng.integers(d, size=len(rows))
+            step = 1 + (self.np_rng.random(len(rows)) * (self.card[pos] - 1)).astype(np.int64)
+            mut[rows, pos] = (mut[rows, pos] + step) % self.card[pos]
+        pool = np.concatenate([mut, rand])
+        keys = pool @ self.radix
+        keys, first = np.unique(keys, return_index=True)
+        keep = ~np.isin(keys, np.array(self._asked_keys, dtype=np.int64))
+        return pool[first[keep]]
+
+    # -- model -----------------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+        if self.model == "trees":
+            from sklearn.ensemble import ExtraTreesRegressor
+
+            model = ExtraTreesRegressor(
+                n_estimators=self.trees, min_samples_leaf=1, max_features=0.5, bootstrap=True,
+                random_state=int(self.np_rng.integers(2**31 - 1)),
+            )
+            model.fit(X, Y)
+            self._model = model
+            return
+        from scipy.linalg import solve_triangular
+
+        # GP, kernel exp(-(genes that differ) / (genes * lengthscale)); lengthscale by marginal likelihood
+        mu, sd = Y.mean(axis=0), Y.std(axis=0) + 1e-9
+        Yn = (Y - mu) / sd
+        S = (X @ X.T) / len(self.card)
+        best = None
+        for ls in (0.05, 0.1, 0.2, 0.4, 0.8):
+            L = np.linalg.cholesky(self._kernel(S, ls) + self.noise * np.eye(len(X)))
+            Linv = solve_triangular(L, np.eye(len(X)), lower=True)
+            beta = Linv @ Yn
+            nll = 0.5 * float((beta * beta).sum()) + Y.shape[1] * float(np.log(np.diag(L)).sum())
+            if best is None or nll < best[0]:
+                best = (nll, ls, Linv, Linv.T @ beta)
+        _, ls, Linv, alpha = best
+        self._model = (X, ls, Linv, alpha, mu, sd)
+
+    def _kernel(self, S: np.ndarray, ls: float) -> np.ndarray:
+        """Covariance from the share S of equal genes: (1 - linear) exp(-(1 - S) / ls) + linear S."""
+        return (1.0 - self.linear) * np.exp(-(1.0 - S) / ls) + self.linear * S
+
+    def _predict(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.model == "trees":
+            per_tree = np.stack([t.tree_.predict(Xc.astype(np.float32))[:, :, 0] for t in self._model.estimators_])  # (T, n, k)
+            return per_tree.mean(axis=0), per_tree.std(axis=0)
+        X, ls, Linv, alpha, mu, sd = self._model
+        Ks = self._kernel((Xc @ X.T) / len(self.card), ls)
+        V = Linv @ Ks.T
+        var = np.clip(1.0 - (V * V).sum(axis=0), 0.0, None)
+        return mu + (Ks @ alpha) * sd, np.sqrt(var)[:, None] * sd[None, :]
+
+    def _front_mask(self, ids: list[str], F: np.ndarray) -> np.ndarray:
+        """Non-dominated rows, updated from the last front and the new results (dominated stays dominated)."""
+        check = np.array([i in self._front or i not in self._seen for i in ids])
+        mask = np.zeros(len(ids), dtype=bool)
+        mask[check] = non_dominated_mask(F[check])
+        self._seen.update(ids)
+        self._front = {i for i, m in zip(ids, mask) if m}
+        return mask
+
+    def ask(self) -> Arch | None:
+        self.n_proposed += 1
+        ids, F = self.feasible()
+        if self.n_proposed <= self.init_samples or len(ids) < 2:
+            return self._propose(self._random())
+        codes = np.stack([self._codes(self.archs[i], i) for i in ids])
+        front = self._front_mask(ids, F)
+        lo, hi = F.min(axis=0), F[front].max(axis=0)
+        scale = np.where(hi > lo, hi - lo, 1.0)
+        Z = (F - lo) / scale
+        pool = self._pool(codes[front])
+        if not len(pool):
+            return self._propose(self._random())
+        if self._previewed is None:  # which objectives preview gives is a property of the problem
+            self._previewed = bool(np.isfinite(self._exact(int(codes[0] @ self.radix), codes[0])).any())
+        if self._previewed:  # a preview may build the network (params, MACs): score a random subset
+            pool = pool[self.np_rng.permutation(len(pool))[:self.previewed]]
+        keys = pool @ self.radix
+        exact = np.stack([self._exact(int(k), c) for k, c in zip(keys, pool)]) if self._previewed \
+            else np.full((len(pool), self.num_objectives), np.nan)
+        modeled = np.flatnonzero(np.isnan(exact).any(axis=0))
+        P = (exact - lo) / scale
+        if len(modeled):
+            if self._model is None or len(ids) - self._fit_at >= self.refit:
+                self._fit(self._onehot(codes), np.clip(Z[:, modeled], None, 3.0))
+                self._fit_at = len(ids)
+            mean, std = self._predict(self._onehot(pool))
+            P[:, modeled] = mean - self.kappa * std
+        Zf = Z[front]
+        self.n_model += 1
+        if self.extremes and self.n_model % self.extremes == 0:  # push one objective's extreme, in turn
+            k = (self.n_model // self.extremes) % self.num_objectives
+            return self._propose_codes(pool[int(np.argmin(P[:, k]))])
+        eps = np.min(np.max(P[:, None, :] - Zf[None, :, :], axis=2), axis=1)
+        score = eps
+        if self.num_objectives == 2:
+            gain = hv_improvement_2d(P, Zf, self.reference)
+            if gain.max() > 0:
+                score = -gain
+        best = np.flatnonzero(score <= score.min() + 1e-12)
+        return self._propose_codes(pool[int(best[self.rng.randrange(len(best))])])
+
+    def params(self) -> dict:
+        return {
+            "init_samples": self.init_samples, "candidates": self.candidates, "mutants": self.mutants,
+            "trees": self.trees, "refit": self.refit, "kappa": self.kappa, "model": self.model,
+            "noise": self.noise, "reference": self.reference,
+            "linear": self.linear, "extremes": self.extremes,
+            "previewed": self.previewed,
+        }
