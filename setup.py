@@ -15,5 +15,5 @@ PACKAGES = {"hwnas._data." + kind.replace("/", "."): kind for kind in DATA}
 setup(
     packages=find_packages(include=["hwnas", "hwnas.*"]) + list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={pkg: DATA[folder] for pkg, folder in PACKAGES.items()},
+    package_data={"hwnas.latency": ["priors/*.json"], **{pkg: DATA[folder] for pkg, folder in PACKAGES.items()}},
 )
