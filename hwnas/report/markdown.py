@@ -29,17 +29,17 @@ def compare_runs(run, baseline=None, seeds: int = 5) -> dict[str, Any]:
         recipe = (run.config or {}).get("recipe")
         if not recipe or any(o.kind != "cheap" for o in run.objectives):
             return {"error": "no baseline run, and the objectives are not all cheap to simulate one"}
+        from hwnas.execution import InlineExecutor
         from hwnas.search.recipe import build, parse_recipe
-        from hwnas.search.runner import run_search
         from hwnas.storage import MemoryStorage
 
         sims = []
         for seed in range(seeds):
-            r = parse_recipe({**recipe, "strategy": {"name": "random", "params": {}}, "seed": seed,
+            r = parse_recipe({**recipe, "strategy": {"name": "random", "params": {}}, "method": None, "seed": seed,
                               "executor": {"name": "inline"}}, "the run's recipe")
-            problem, strategy = build(r)
+            problem, searcher = build(r)
             sim = MemoryStorage().create_run(f"random-{seed}", problem.objectives, {}, {})
-            run_search(problem, strategy, sim, r.budget)
+            searcher.search(sim, InlineExecutor(), resume=False)
             sims.append(np.array([sim.minimized(t) for t in sim.trials("COMPLETE")], float).reshape(-1, len(names)))
         if not len(F) or not all(len(B) for B in sims):
             return {"error": "a run has no COMPLETE trials"}

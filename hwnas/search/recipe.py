@@ -68,7 +68,7 @@ class SearchRecipe:
         return {
             "name": self.name, "space": self.space, "objectives": list(self.objectives),
             "constraints": [str(c) for c in self.constraints], "latency_table": self.latency_table,
-            "strategy": {"name": self.strategy, "params": dict(self.strategy_params)},
+            "strategy": None if self.method else {"name": self.strategy, "params": dict(self.strategy_params)},
             "method": {"name": self.method, "params": dict(self.method_params)} if self.method else None,
             "seed": self.seed, "budget": self.budget, "dataset": dataset_record(self.dataset), "train": dict(self.train),
             "distill": dict(self.distill),
@@ -110,9 +110,9 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         raise ConfigError(f"{source}: constraints must be a list like ['latency_ms <= 5']")
     for i, c in enumerate(constraints):
         typed(c, str, f"constraints[{i}]", source)
-    if "strategy" in data and "method" in data:
+    if data.get("strategy") is not None and data.get("method") is not None:
         raise ConfigError(f"{source}: name either a `strategy` (ask/tell) or a `method` (e.g. fbnet), not both")
-    strat = _named(data.get("strategy", "local"), "strategy", source)
+    strat = _named(data.get("strategy") or "local", "strategy", source)
     STRATEGIES.get(typed(strat["name"], str, "strategy name", source))
     params = dict(typed(strat.get("params") or {}, dict, "strategy params", source))
     bad = sorted(set(params) - set(strategy_params(strat["name"])))

@@ -58,22 +58,23 @@ def latency_cost(space: SearchSpace, table: Any, device_identity: dict[str, Any]
     """Per-candidate latency from `table` (a `LatencyTable`), with its end-to-end calibration.
 
     The calibration `scale * sum + per_block_ms * blocks + offset` is linear in the blocks, so each
-    candidate costs `scale * median + per_block_ms` (skip: 0) and stem, head and offset are fixed:
+    candidate costs `scale * value + per_block_ms` (the table's statistic, e.g. median or p10; skip: 0),
+    stem, head and offset are fixed, and all of it is times the table's drift factor:
     `of(arch)` equals `table.predict_ms(arch)`. A table of another space or device (when
     `device_identity` is given) is refused; a missing entry raises `MissingEntryError`.
     """
     from hwnas.spaces.supernet import layer_candidates
 
     check_table(table, space, device_identity)
-    cal = table.calibration
+    cal, drift = table.calibration, float(getattr(table, "drift_factor", 1.0))
     stem, layers, head = layer_candidates(space)
 
     def ms(block: Block | None) -> float:
         if block is None:
             return 0.0
-        return cal.scale * table.entry(block).median_ms + cal.per_block_ms
+        return drift * (cal.scale * table.entry(block).value(table.statistic) + cal.per_block_ms)
 
-    fixed = ms(stem) + ms(head) + cal.offset_ms
+    fixed = ms(stem) + ms(head) + drift * cal.offset_ms
     return CostTable("latency_ms", fixed, tuple(tuple(ms(b) for b in row) for row in layers))
 
 
