@@ -301,3 +301,16 @@ def test_recipe_names_a_strategy_or_a_method_never_both():
         parse_recipe({**base, "distill": {"alpha": 1}})
     recipe = parse_recipe({**base, "distill": {"weight": 0.5, "temperature": 2}})
     assert recipe.method is None and recipe.distill == {"weight": 0.5, "temperature": 2.0}
+
+
+def test_runs_started_in_the_same_second_get_distinct_names(tmp_path, monkeypatch):
+    import time as _time
+
+    from hwnas.search.recipe import execute_recipe, parse_recipe
+
+    monkeypatch.setattr(_time, "strftime", lambda fmt, *a: "20260101-000000")  # one frozen second
+    recipe = parse_recipe({"space": "mobile", "objectives": ["params"], "strategy": "random", "budget": 1,
+                           "executor": "inline"})
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    names = [execute_recipe(recipe, url).run.name for _ in range(3)]
+    assert names == ["recipe-s0-20260101-000000", "recipe-s0-20260101-000000-2", "recipe-s0-20260101-000000-3"]

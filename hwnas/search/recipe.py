@@ -180,6 +180,16 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     )
 
 
+def _fresh_name(storage, name: str) -> str:
+    """`name`, or `name-2`, `name-3`, ... when runs started in the same second already took it."""
+    taken = {r.name for r in storage.list_runs()}
+    n, out = 1, name
+    while out in taken:
+        n += 1
+        out = f"{name}-{n}"
+    return out
+
+
 def _named(value: Any, key: str, source: str) -> Mapping[str, Any]:
     """`name` or `{name: ..., params: {...}}` as a mapping."""
     if isinstance(value, str):
@@ -298,7 +308,7 @@ def execute_recipe(
         check_exclusive_measurement(recipe)
         problem, searcher = build(recipe, evaluate)
         if not resume:
-            name = run_name or f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            name = run_name or _fresh_name(storage, f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
             info = {**problem.info(), **provenance(), "strategy": searcher.info()}
             run = storage.create_run(name, problem.objectives, {"recipe": recipe.to_dict()}, info)
             stack.enter_context(RunLock(storage, run.id, run.name))
