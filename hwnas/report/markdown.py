@@ -78,7 +78,7 @@ def lineage_lines(trials) -> list[str]:
 
 def _dnas_section(run, dnas: dict[str, Any], out_dir) -> list[str]:
     """A fbnet run: per target its search cost and derived archs, and the choice-probability heatmap
-    (written to `out_dir`, default the run's folder, and linked by file name). [i9-fbnet]"""
+    (written to `out_dir`, default the run's folder, and linked by file name)."""
     from pathlib import Path
 
     from hwnas.report.plots import plot_choice_heatmap

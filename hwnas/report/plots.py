@@ -44,7 +44,7 @@ def plot_choice_heatmap(layers: list[list[str]], history: list[dict], path: str 
     """DNAS: one heatmap per layer of its choice probabilities (rows: candidates) over epochs (columns).
 
     `layers` are the candidate names of each layer; `history` the per-epoch records with `probs`
-    (as stored in a fbnet run's `info.dnas.targets[i].history`). [i9-fbnet]
+    (as stored in a fbnet run's `info.dnas.targets[i].history`).
     """
     import matplotlib
 

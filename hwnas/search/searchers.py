@@ -97,7 +97,7 @@ SEARCHERS: Registry[type[Searcher]] = Registry("search method")
 
 def searcher_class(method: str) -> type[Searcher]:
     """The registered searcher of a recipe `method` name (unknown names list the valid ones)."""
-    import hwnas.search.dnas  # noqa: F401  (registers fbnet) [i9-fbnet]
+    import hwnas.search.dnas  # noqa: F401  (registers fbnet)
 
     return SEARCHERS.get(method)
 
