@@ -34,7 +34,7 @@ _CONFIG_KEYS = {f.name for f in fields(SupernetConfig)} - {"seed"}
 @dataclass(frozen=True)
 class FBNetParams:
     """`method.params` of fbnet. `targets`: numbers (T in the cost's unit for `loss: budget`, beta for
-    `loss: fbnet`) or mappings with keys of `Target`; the rest are `SupernetConfig` settings."""
+    `loss: fbnet`) or mappings with keys of `Target`; the rest are `SupernetConfig` settings (its defaults)."""
 
     targets: Sequence[Any] = ()
     loss: str = "budget"
@@ -44,21 +44,21 @@ class FBNetParams:
     beta: float = 0.6
     samples: int = 1  # K draws of each target's final distribution, besides its argmax
     table_device: str | None = None  # device spec the latency table must be for (refused otherwise)
-    epochs: int = 6
-    warmup_epochs: int = 2
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    theta_lr: float = 1e-2
-    theta_weight_decay: float = 5e-4
-    tau0: float = 5.0
-    tau_decay: float = 0.045
-    mode: str = "auto"
-    noise: str = "batch"
-    arch_fraction: float = 0.2
-    data_fraction: float = 1.0
-    device: str = "auto"
+    epochs: int = SupernetConfig.epochs
+    warmup_epochs: int = SupernetConfig.warmup_epochs
+    batch_size: int = SupernetConfig.batch_size
+    lr: float = SupernetConfig.lr
+    momentum: float = SupernetConfig.momentum
+    weight_decay: float = SupernetConfig.weight_decay
+    theta_lr: float = SupernetConfig.theta_lr
+    theta_weight_decay: float = SupernetConfig.theta_weight_decay
+    tau0: float = SupernetConfig.tau0
+    tau_decay: float = SupernetConfig.tau_decay
+    mode: str = SupernetConfig.mode
+    noise: str = SupernetConfig.noise
+    arch_fraction: float = SupernetConfig.arch_fraction
+    data_fraction: float = SupernetConfig.data_fraction
+    device: str = SupernetConfig.device
 
     def __post_init__(self) -> None:
         if self.cost not in COSTS:
