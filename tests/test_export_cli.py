@@ -64,7 +64,12 @@ def test_export_reproduces_trained_weights_and_remeasures(tmp_path, kind, capsys
     from hwnas.latency import LatencyTable
 
     shipped = LatencyTable.load(data_dir("latency_tables") / "ort-cpu-1t" / "mobile-mnist.json")
-    assert lat["predicted_ms"] == pytest.approx(shipped.predict_ms(ARCH)) and lat["table_sha256"] == shipped.sha256
+    # rescaled by the table's drift reference when this machine runs it at another speed than the table's
+    drift = lat["drift"]
+    assert drift is not None and drift["rescaled"] == (drift["factor"] != 1.0)
+    expected = shipped.predict_ms(ARCH) * drift["factor"]
+    assert lat["predicted_ms"] == pytest.approx(expected) and lat["table_sha256"] == shipped.sha256
+    assert lat["ratio"] == pytest.approx(lat["measured_ms"] / lat["predicted_ms"])
 
 
 def test_weights_alone_carry_the_arch(tmp_path, capsys):

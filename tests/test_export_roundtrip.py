@@ -47,8 +47,10 @@ def test_search_export_remeasure_round_trip(searched, tmp_path, capsys):
     assert m["arch"]["id"] == knee.arch_id
     assert m["parity"]["passed"] and m["parity"]["max_abs_diff"] <= 1e-5
     lat = m["latency"]
-    # the prediction is the trial's own table latency; the table hash chains run -> manifest
-    assert lat["predicted_ms"] == pytest.approx(knee.values["latency_ms"])
+    # the prediction is the trial's own table latency (rescaled when this machine's drift reference
+    # says so); the table hash chains run -> manifest
+    assert lat["drift"] is not None
+    assert lat["predicted_ms"] == pytest.approx(knee.values["latency_ms"] * lat["drift"]["factor"])
     assert lat["table_sha256"] == run.table_sha256 and lat["device"] == "ort-cpu-1t" and lat["same_device"]
     assert lat["measured_ms"] > 0
     # the exported graph is the trained network of the trial

@@ -135,7 +135,9 @@ def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
         lut.check_compatible(space=source.arch.space)
         predicted, table_sha, table_device = lut.predict_ms(source.arch), lut.sha256, lut.device
     elif source.table_path and Path(source.table_path).is_file():
-        lut = load_predictor(source.table_path)  # for its drift reference; the run's prediction stands
+        lut = load_predictor(source.table_path)  # for its drift reference
+        if table_sha is not None and lut.sha256 == table_sha:  # the run's own table: its raw prediction,
+            predicted = lut.predict_ms(source.arch)  # since the run's value may carry the search's rescale
     if predicted is None:
         note = f"no latency table for {spec.name} and {source.arch.space}: pass --table to get a prediction"
     same = table_device is not None and all(
