@@ -17,14 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one BLAS thread per job:
+    os.environ.setdefault(_var, "1")  # --jobs processes with multi-threaded BLAS each oversubscribe the cores
 
-from hwnas.bench import TabularBenchmark, run_one
-from hwnas.search.strategies import STRATEGIES
+import numpy as np  # noqa: E402
+
+from hwnas.bench import TabularBenchmark, run_one  # noqa: E402
+from hwnas.search.strategies import STRATEGIES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "benchmarks" / "tables" / "nb201-hw360-cifar100.csv"

@@ -35,7 +35,7 @@ class SurrogateSearch(Strategy):
 
     def __init__(
         self, space: SearchSpace, num_objectives: int, seed: int = 0, *,
-        init_samples: int = 10, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
+        init_samples: int = 6, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
         refit: int = 4, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
         reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
     ) -> None:
