@@ -1,4 +1,4 @@
-"""LatencyTable schema v2, resumable builder, refusals, predictor + calibration, validation, CLI."""
+"""LatencyTable schema v3, resumable builder, refusals, predictor + calibration (layout-aware), validation, CLI."""
 
 from __future__ import annotations
 
@@ -68,10 +68,10 @@ def test_missing_entry_raises_never_zero(table_path):
         table.predict_ms(arch)
 
 
-def test_schema_v2_roundtrip_and_content_hash(table_path, tmp_path):
+def test_schema_v3_roundtrip_and_content_hash(table_path, tmp_path):
     table = LatencyTable.load(table_path)
     data = json.loads(table_path.read_text())
-    assert data["schema"] == "hwnas.latency_table" and data["schema_version"] == 2
+    assert data["schema"] == "hwnas.latency_table" and data["schema_version"] == 3
     assert data["reference"]["median_ms"] > 0
     copy = tmp_path / "copy.json"
     table.save(copy)
@@ -83,7 +83,7 @@ def test_schema_v2_roundtrip_and_content_hash(table_path, tmp_path):
     assert again.sha256 != table.sha256
 
 
-@pytest.mark.parametrize("version", [0, 3, None])
+@pytest.mark.parametrize("version", [0, 4, None])
 def test_other_schema_versions_are_refused(table_path, tmp_path, version):
     data = json.loads(table_path.read_text())
     data["schema_version"] = version
@@ -193,3 +193,89 @@ def test_interleaved_rounds_keep_the_lowest_median(tmp_path):
     assert table.protocol["rounds"] == 2
     for key, entry in table.entries.items():
         assert entry.rounds == 2 and entry.median_ms <= before[key].median_ms
+
+
+# -- layout-aware tables (hwnas.devices.layout) ---------------------------------------------------
+def _nchwc_or_skip(table: LatencyTable) -> None:
+    if not any(e.layouts and "nchwc" in e.layouts for e in table.entries.values()):
+        pytest.skip("this CPU's ONNX Runtime runs no block in the blocked NCHWc layout")
+
+
+def test_entries_record_layouts_and_what_a_lone_block_converts(table_path):
+    table = LatencyTable.load(table_path)
+    assert all(e.layouts is not None and set(e.layouts) <= {"nchw", "nchwc"} for e in table.entries.values())
+    _nchwc_or_skip(table)
+    space = get_space(SPACE)
+    blocks = {b.key: b for b in space_blocks(space)}
+    import torch
+
+    for key, e in table.entries.items():
+        b = blocks[key]
+        n_in = int(np.prod(b.input_shape))
+        n_out = space.build_block(b).eval()(torch.zeros(1, *b.input_shape)).numel()
+        # alone, a block converts its input where it starts NCHWc, its output (and a residual add) where it ends so
+        first, last = (layout == "nchwc" for layout in e.layouts)
+        assert e.boundary_elems in {n_in * first + n_out * last * k for k in (1, 2)}
+    # grouped 1x1 convs with 8 channels per group stay NCHW while plain ones go NCHWc: layouts differ by op
+    assert len({table.entries[k].layouts for k in blocks if k.startswith("mbconv:")}) > 1
+
+
+def test_layout_kelems_count_switches_only_between_differing_neighbours(table_path):
+    table = LatencyTable.load(table_path)
+    _nchwc_or_skip(table)
+    space = get_space(SPACE)
+    same, mixed = [], []
+    for i in range(300):
+        arch = space.sample(i)
+        layouts = [table.entry(b).layouts for b in table.blocks(arch)]
+        alone, switch = table.layout_kelems(arch)
+        assert alone > 0
+        changes = sum(a[1] != b[0] for a, b in zip(layouts, layouts[1:]))
+        assert (switch > 0) == (changes > 0)
+        (same if changes == 0 else mixed).append(arch)
+    assert mixed
+    # uncalibrated layout terms leave the prediction alone; calibrated ones move it by exactly their share
+    arch = mixed[0]
+    before = table.predict_ms(arch)
+    table.calibration = Calibration(scale=1.0, n=3, alone_ms_per_kelem=-0.001, switch_ms_per_kelem=0.002)
+    alone, switch = table.layout_kelems(arch)
+    assert table.predict_ms(arch) == pytest.approx(before - 0.001 * alone + 0.002 * switch)
+
+
+def test_v2_tables_without_layouts_still_predict(table_path, tmp_path):
+    data = json.loads(table_path.read_text())
+    data["schema_version"] = 2
+    for e in data["entries"].values():
+        e.pop("layout"), e.pop("boundary_elems")
+    for k in ("alone_ms_per_kelem", "switch_ms_per_kelem"):
+        data["calibration"].pop(k)
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(data))
+    table = LatencyTable.load(path)
+    arch = get_space(SPACE).sample(0)
+    assert table.layout_kelems(arch) == (0.0, 0.0) and table.predict_ms(arch) > 0
+    data["entries"][next(iter(data["entries"]))]["layout"] = "nchwc"
+    data["schema_version"] = 3
+    path.write_text(json.dumps(data))
+    with pytest.raises(LatencyTableError, match="input>output"):
+        LatencyTable.load(path)
+
+
+def test_fit_calibration_picks_the_layout_form_when_layout_explains_the_error():
+    rng = np.random.default_rng(0)
+    n = 24
+    sums = rng.uniform(0.05, 0.25, n)
+    blocks = rng.integers(6, 10, n).astype(float)
+    lay = np.stack([rng.uniform(5, 10, n), rng.uniform(0, 2, n)], axis=1)
+    overhead = 0.003
+    measured = 1.02 * (sums - blocks * overhead) - 0.0015 * lay[:, 0] + 0.0025 * lay[:, 1] + 0.004
+    measured *= 1 + rng.normal(0, 0.003, n)
+    cal = fit_calibration(list(sums), list(blocks), list(measured), overhead_ms=overhead,
+                          layout_kelems=[tuple(r) for r in lay])
+    assert cal.form == "layout" and cal.candidates["layout"] < cal.candidates["overhead+offset"] / 3
+    assert cal.alone_ms_per_kelem == pytest.approx(-0.0015, rel=0.15)
+    assert cal.switch_ms_per_kelem == pytest.approx(0.0025, rel=0.15)
+    pred = [cal.apply(s, k, a, w) for s, k, (a, w) in zip(sums, blocks, lay)]
+    assert np.max(np.abs(np.array(pred) / measured - 1)) < 0.02
+    # without layout features the form is not offered
+    assert "layout" not in fit_calibration(list(sums), list(blocks), list(measured), overhead_ms=overhead).candidates

@@ -120,11 +120,12 @@ def test_calibration_archs_cover_the_latency_range(small_table):
 # -- item 3: drift and the schema -----------------------------------------------------------------
 def test_schema_v1_table_is_read_without_a_reference(small_table, tmp_path):
     data = json.loads(small_table.read_text())
-    assert data["schema_version"] == 2 and data["reference"]["median_ms"] > 0
+    assert data["schema_version"] == 3 and data["reference"]["median_ms"] > 0
     data["schema_version"] = 1
     del data["reference"]
     for entry in data["entries"].values():
-        entry.pop("second_ms", None)
+        for key in ("second_ms", "layout", "boundary_elems"):
+            entry.pop(key, None)
     data["calibration"] = {"scale": 1.0, "per_block_ms": 0.0, "offset_ms": 0.0, "n": 0, "fitted_on": []}
     old = tmp_path / "v1.json"
     old.write_text(json.dumps(data))
@@ -132,8 +133,8 @@ def test_schema_v1_table_is_read_without_a_reference(small_table, tmp_path):
     assert table.schema_version == 1 and table.reference is None
     check = check_drift(table, get_profiler(spec()))
     assert check.factor == 1.0 and not check.rescaled and "schema v1" in check.message
-    table.save(tmp_path / "v2.json")  # saving upgrades to the current version
-    assert json.loads((tmp_path / "v2.json").read_text())["schema_version"] == 2
+    table.save(tmp_path / "v3.json")  # saving upgrades to the current version
+    assert json.loads((tmp_path / "v3.json").read_text())["schema_version"] == 3
 
 
 @pytest.mark.parametrize("recorded", [0.4, 2.5])

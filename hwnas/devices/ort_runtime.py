@@ -37,7 +37,7 @@ def _ort():
     return ort
 
 
-_OPT = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+ORT_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
         "all": "ORT_ENABLE_ALL"}
 
 
@@ -71,7 +71,7 @@ def ort_session(model_bytes: bytes, threads: int, graph_optimization: str = "all
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT[graph_optimization])
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPT_LEVELS[graph_optimization])
     so.enable_cpu_mem_arena = arena
     if not arena:
         so.enable_mem_pattern = False

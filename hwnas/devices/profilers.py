@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from hwnas.devices.layout import BlockLayout, block_layout
 from hwnas.devices.ort_runtime import DeviceUnavailableError, Feed, ProfilerError, _ort, ort_measure
 from hwnas.devices.spec import DeviceSpec, load_device
 from hwnas.devices.timing import Measurement, cpu_affinity, measurement_lock, summarize, time_runs
@@ -72,6 +73,10 @@ class Profiler(ABC):
     def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
         """Latency of an ONNX model; `input_shape` per sample, a full feed dict, or None (from the model)."""
 
+    def layout(self, module: nn.Module, input_shape: tuple[int, ...]) -> BlockLayout | None:
+        """The runtime's tensor layouts at a block's boundaries (None: this runtime has no layout choice)."""
+        return None
+
     def fingerprint(self) -> dict[str, Any]:
         return self.spec.fingerprint()
 
@@ -110,6 +115,14 @@ class OrtProfiler(Profiler):
             return ort_measure(read_onnx(model), input_shape, threads=s.threads,
                                graph_optimization=s.graph_optimization, warmup=s.warmup, repeats=s.repeats,
                                batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory)
+
+    def layout(self, module: nn.Module, input_shape: tuple[int, ...]) -> BlockLayout | None:
+        """NCHW or NCHWc at the block's input and output (CPU provider; its optimizer picks NCHWc)."""
+        if self.providers[0] != "CPUExecutionProvider":
+            return None
+        from hwnas.onnx_export import export_onnx_bytes
+
+        return block_layout(export_onnx_bytes(module, self.batch_shape(input_shape)), self.spec.graph_optimization)
 
 
 

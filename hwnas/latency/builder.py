@@ -7,6 +7,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +130,12 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
         bar = tqdm(todo, desc=desc, unit="block", disable=not progress, file=sys.stderr)
         for block in bar:
             bar.set_postfix_str(block.key, refresh=False)
-            m = profiler.measure_module(space.build_block(block), block.input_shape)
+            module = space.build_block(block)
+            m = profiler.measure_module(module, block.input_shape)
             old = table.entries.get(block.key)
             entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r, spec.statistic)
+            if entry.layout is None and (layout := profiler.layout(module, block.input_shape)) is not None:
+                entry = replace(entry, layout=layout.text(), boundary_elems=layout.boundary_elems)
             table.entries[block.key] = entry
             table.provenance["updated_utc"] = _now()
             table.save(out)
@@ -205,7 +209,8 @@ def measure_archs(profiler: Profiler, archs: list[Arch], rounds: int = 1, progre
     return best
 
 
-def _forms(s: np.ndarray, k: np.ndarray, overhead_ms: float | None) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
+def _forms(s: np.ndarray, k: np.ndarray, overhead_ms: float | None, alone: np.ndarray | None,
+           switch: np.ndarray | None) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
     """Candidate calibration forms as (regressor columns, fixed part of the target)."""
     ones, zero = np.ones_like(s), np.zeros_like(s)
     forms = {"scale": ([s], zero), "scale+offset": ([s, ones], zero)}
@@ -214,30 +219,41 @@ def _forms(s: np.ndarray, k: np.ndarray, overhead_ms: float | None) -> dict[str,
         net = s - k * overhead_ms
         forms["overhead"] = ([net], np.full_like(s, overhead_ms))
         forms["overhead+offset"] = ([net, ones], zero)
+        if alone is not None and switch is not None and np.ptp(alone) > 0:
+            # blocks timed alone paid layout conversions at their boundaries that a network pays only
+            # where neighbours' layouts differ (hwnas.devices.layout)
+            forms["layout"] = ([net, alone, switch, ones] if np.ptp(switch) > 0 else [net, alone, ones], zero)
     forms["per_block"] = ([s, k, ones], zero)
     return forms
 
 
-def _coefficients(form: str, coef: np.ndarray, overhead_ms: float | None) -> tuple[float, float, float]:
-    """(scale, per_block_ms, offset_ms) of a fitted form."""
-    a = float(coef[0])
+def _coefficients(form: str, coef: np.ndarray, overhead_ms: float | None) -> dict[str, float]:
+    """Calibration coefficients (scale, per_block_ms, offset_ms, layout terms) of a fitted form."""
+    c = [float(v) for v in coef]
+    a = c[0]
     if form == "scale":
-        return a, 0.0, 0.0
+        return {"scale": a}
     if form == "scale+offset":
-        return a, 0.0, float(coef[1])
+        return {"scale": a, "offset_ms": c[1]}
     if form == "overhead":
-        return a, -a * float(overhead_ms), float(overhead_ms)
+        return {"scale": a, "per_block_ms": -a * float(overhead_ms), "offset_ms": float(overhead_ms)}
     if form == "overhead+offset":
-        return a, -a * float(overhead_ms), float(coef[1])
-    return a, float(coef[1]), float(coef[2])
+        return {"scale": a, "per_block_ms": -a * float(overhead_ms), "offset_ms": c[1]}
+    if form == "layout":
+        return {"scale": a, "per_block_ms": -a * float(overhead_ms), "offset_ms": c[-1], "alone_ms_per_kelem": c[1],
+                "switch_ms_per_kelem": c[2] if len(c) == 4 else 0.0}
+    return {"scale": a, "per_block_ms": c[1], "offset_ms": c[2]}
 
 
 def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list[float],
-                    fitted_on: list[str] | None = None, overhead_ms: float | None = None) -> Calibration:
+                    fitted_on: list[str] | None = None, overhead_ms: float | None = None,
+                    layout_kelems: list[tuple[float, float]] | None = None) -> Calibration:
     """Map block sums to end-to-end latency; the form with the lowest leave-one-out MAPE wins.
 
     Candidates: scale; scale + offset; with a measured per-inference overhead o, `overhead`
-    (y = a (sum - blocks o) + o) and `overhead+offset`; `per_block` (y = a sum + b blocks + c).
+    (y = a (sum - blocks o) + o), `overhead+offset` and, given each arch's `layout_kelems`
+    (LatencyTable.layout_kelems), `layout` (overhead+offset plus one term per layout feature);
+    `per_block` (y = a sum + b blocks + c).
     Least squares on relative errors (the quality measures are relative); the scale must be > 0.
     A form is only tried with at least two more archs than it has coefficients.
     """
@@ -246,7 +262,8 @@ def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list
     if n == 0:
         return Calibration()
     w = 1.0 / np.maximum(y, 1e-12)
-    forms = _forms(s, k, overhead_ms)
+    lay = np.asarray(layout_kelems, dtype=float).reshape(n, 2) if layout_kelems is not None else None
+    forms = _forms(s, k, overhead_ms, None if lay is None else lay[:, 0], None if lay is None else lay[:, 1])
 
     def solve(cols: list[np.ndarray], fixed: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
         X = np.stack([c[rows] for c in cols], axis=1) * w[rows, None]
@@ -273,9 +290,9 @@ def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list
     coef = solve(cols, fixed, np.arange(n))
     if coef is None:  # degenerate input: plain ratio
         best, coef = "scale", np.array([float(np.sum(s * y) / max(np.sum(s * s), 1e-12))])
-    scale, per_block, offset = _coefficients(best, coef, overhead_ms)
-    return Calibration(scale, per_block, offset, n, list(fitted_on or []), form=best, overhead_ms=overhead_ms,
-                       cv_mape=scores.get(best), candidates={f: round(v, 3) for f, v in scores.items()})
+    return Calibration(n=n, fitted_on=list(fitted_on or []), form=best, overhead_ms=overhead_ms,
+                       cv_mape=scores.get(best), candidates={f: round(v, 3) for f, v in scores.items()},
+                       **_coefficients(best, coef, overhead_ms))
 
 
 def measure_overhead(profiler: Profiler, input_shape: tuple[int, ...], rounds: int = 1) -> float:
@@ -337,6 +354,7 @@ def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 20, seed: in
     counts = [len(table.blocks(a)) for a in archs]
     overhead = measure_overhead(profiler, space.input_shape, rounds)
     measured = measure_archs(profiler, archs, rounds, progress, "calibrate (end-to-end)")
-    table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs], overhead_ms=overhead)
+    table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs], overhead_ms=overhead,
+                                        layout_kelems=[table.layout_kelems(a) for a in archs])
     table.provenance["calibrated_utc"] = _now()
     return table

@@ -16,11 +16,13 @@ from hwnas.fileio import read_json, typed
 from hwnas.spaces import Arch, Block, get_space
 
 SCHEMA = "hwnas.latency_table"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # v1: entries + calibration. v2 adds: `reference` (a fixed model measured with the blocks, for drift
 # checks), entries' `second_ms` (second-lowest round median, for noise checks), the calibration's
-# `form`, `overhead_ms`, `cv_mape` and `candidates`. v1 files are read with those absent.
-SUPPORTED_VERSIONS = (1, 2)
+# `form`, `overhead_ms`, `cv_mape` and `candidates`. v3 adds entries' `layout` and `boundary_elems`
+# (hwnas.devices.layout) and the calibration's `alone_ms_per_kelem` and `switch_ms_per_kelem`.
+# Older files are read with those absent.
+SUPPORTED_VERSIONS = (1, 2, 3)
 
 
 class LatencyTableError(HwnasError):
@@ -44,11 +46,21 @@ class TableEntry:
     measured_peak_bytes: int | None = None
     rounds: int = 1  # measurement rounds done; the statistics are those of the round with the lowest median
     second_ms: float | None = None  # the second-lowest round median (None after one round)
+    layout: str | None = None  # runtime tensor layouts at input>output, e.g. `nchwc>nchw` (None: not recorded)
+    boundary_elems: int | None = None  # elements converted at the boundary when timed alone (reorders, add)
 
     @classmethod
     def from_measurement(cls, m: Any, rounds: int = 1, second_ms: float | None = None) -> TableEntry:
         return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds,
                    second_ms)
+
+    @property
+    def layouts(self) -> tuple[str, str] | None:
+        """(input, output) layouts, or None when not recorded."""
+        if self.layout is None:
+            return None
+        first, _, last = self.layout.partition(">")
+        return first, last
 
     def value(self, statistic: str = "median") -> float:
         return float(getattr(self, f"{statistic}_ms"))
@@ -59,7 +71,8 @@ class TableEntry:
         values = sorted([self.value(statistic), m.value(statistic)]
                         + ([self.second_ms] if self.second_ms is not None else []))
         if m.value(statistic) < self.value(statistic):
-            return TableEntry.from_measurement(m, rounds, values[1])
+            return replace(TableEntry.from_measurement(m, rounds, values[1]), layout=self.layout,
+                           boundary_elems=self.boundary_elems)
         return replace(self, rounds=rounds, second_ms=values[1])
 
     @property
@@ -82,8 +95,9 @@ class TableEntry:
         if unknown or not {"median_ms", "p10_ms", "p90_ms", "n"} <= set(data):
             raise LatencyTableError(f"{where} must have median_ms, p10_ms, p90_ms, n (unknown: {sorted(unknown)})")
         kinds = {"median_ms": float, "p10_ms": float, "p90_ms": float, "cv": float, "n": int, "rounds": int,
-                 "activation_bytes": int, "measured_peak_bytes": int, "second_ms": float}
-        optional = {"activation_bytes", "measured_peak_bytes", "second_ms"}
+                 "activation_bytes": int, "measured_peak_bytes": int, "second_ms": float, "layout": str,
+                 "boundary_elems": int}
+        optional = {"activation_bytes", "measured_peak_bytes", "second_ms", "layout", "boundary_elems"}
         try:
             values = {k: v if v is None and k in optional else typed(v, kinds[k], k, where)
                       for k, v in data.items()}
@@ -93,16 +107,23 @@ class TableEntry:
             if not (math.isfinite(values[key]) and values[key] > 0):
                 raise LatencyTableError(f"{where}: {key} must be > 0 and finite, got {values[key]!r}; "
                                         "re-measure the block with `hwnas profile`")
+        layout = values.get("layout")
+        if layout is not None and (layout.count(">") != 1 or (values.get("boundary_elems") or 0) < 0):
+            raise LatencyTableError(f"{where}: layout must read `input>output` with boundary_elems >= 0, "
+                                    f"got {layout!r}, {values.get('boundary_elems')!r}")
         return cls(**values)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms.
+    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms
+    + alone_ms_per_kelem * (boundary kilo-elements the blocks converted when timed alone)
+    + switch_ms_per_kelem * (kilo-elements the network reorders where neighbours' layouts differ).
 
-    Every candidate form maps onto these three numbers; `form` names the one cross-validation chose
+    Every candidate form maps onto these numbers; `form` names the one cross-validation chose
     (e.g. `overhead`: each block's measurement carries one per-inference overhead `overhead_ms`, the
-    whole network only one, so per_block_ms = -scale * overhead_ms and offset_ms = overhead_ms).
+    whole network only one, so per_block_ms = -scale * overhead_ms and offset_ms = overhead_ms;
+    `layout` adds the two layout terms, see hwnas.devices.layout).
     """
 
     scale: float = 1.0
@@ -114,6 +135,8 @@ class Calibration:
     overhead_ms: float | None = None  # measured per-inference overhead (an identity model)
     cv_mape: float | None = None  # leave-one-out MAPE (%) of the chosen form
     candidates: dict[str, float] = field(default_factory=dict)  # form -> leave-one-out MAPE (%)
+    alone_ms_per_kelem: float = 0.0
+    switch_ms_per_kelem: float = 0.0
 
     def describe(self) -> str:
         """One line: form and coefficients."""
@@ -121,14 +144,18 @@ class Calibration:
             return "uncalibrated (sum of block medians)"
         text = (f"form={self.form or 'linear'} scale={self.scale:.4f} per_block_ms={self.per_block_ms:+.5f} "
                 f"offset_ms={self.offset_ms:+.5f} n={self.n}")
+        if self.alone_ms_per_kelem or self.switch_ms_per_kelem:
+            text += (f" alone_ms_per_kelem={self.alone_ms_per_kelem:+.6f}"
+                     f" switch_ms_per_kelem={self.switch_ms_per_kelem:+.6f}")
         if self.overhead_ms is not None:
             text += f" overhead_ms={self.overhead_ms:.5f}"
         if self.cv_mape is not None:
             text += f" cv_mape={self.cv_mape:.2f}%"
         return text
 
-    def apply(self, sum_ms: float, n_blocks: int) -> float:
-        return self.scale * sum_ms + self.per_block_ms * n_blocks + self.offset_ms
+    def apply(self, sum_ms: float, n_blocks: int, alone_kelems: float = 0.0, switch_kelems: float = 0.0) -> float:
+        return (self.scale * sum_ms + self.per_block_ms * n_blocks + self.offset_ms
+                + self.alone_ms_per_kelem * alone_kelems + self.switch_ms_per_kelem * switch_kelems)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
@@ -138,13 +165,15 @@ class Calibration:
         if unknown:
             raise LatencyTableError(f"{where} has unknown keys {sorted(unknown)}")
         kinds = {"scale": float, "per_block_ms": float, "offset_ms": float, "n": int, "fitted_on": list, "form": str,
-                 "overhead_ms": float, "cv_mape": float, "candidates": dict}
+                 "overhead_ms": float, "cv_mape": float, "candidates": dict, "alone_ms_per_kelem": float,
+                 "switch_ms_per_kelem": float}
         optional = {"overhead_ms", "cv_mape"}
         try:
             values = {k: v if v is None and k in optional else typed(v, kinds[k], k, where) for k, v in data.items()}
         except ConfigError as exc:
             raise LatencyTableError(str(exc)) from None
-        bad = [k for k in ("scale", "per_block_ms", "offset_ms") if k in values and not math.isfinite(values[k])]
+        bad = [k for k in ("scale", "per_block_ms", "offset_ms", "alone_ms_per_kelem", "switch_ms_per_kelem")
+               if k in values and not math.isfinite(values[k])]
         if bad:
             raise LatencyTableError(f"{where}: {bad[0]} must be finite, got {values[bad[0]]!r}")
         return cls(**values)
@@ -284,12 +313,31 @@ class LatencyTable:
         """Uncalibrated sum of the block medians."""
         return float(sum(self.entry(b).value(self.statistic) for b in self.blocks(arch)))
 
+    def layout_kelems(self, arch: Arch) -> tuple[float, float]:
+        """(boundary kilo-elements its blocks converted when timed alone, kilo-elements the network reorders
+        between neighbours whose layouts differ); (0, 0) unless every entry recorded its layouts.
+        Neighbours are consecutive blocks, so the second term is counted only in chain spaces."""
+        blocks = self.blocks(arch)
+        entries = [self.entry(b) for b in blocks]
+        if any(e.layouts is None for e in entries):
+            return 0.0, 0.0
+        alone = sum(e.boundary_elems or 0 for e in entries)
+        switch = 0
+        if getattr(get_space(self.space), "chain", False):
+            batch = int(self.device.get("batch_size", 1))
+            for left, (block, right) in zip(entries, zip(blocks[1:], entries[1:])):
+                if left.layouts[1] != right.layouts[0]:
+                    switch += batch * math.prod(block.input_shape)
+        return alone / 1000.0, switch / 1000.0
+
     def predict_ms(self, arch: Arch) -> float:
         """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap),
         times the drift factor when a drift check found this machine faster or slower than at profiling."""
         blocks = self.blocks(arch)
         total = sum(self.entry(b).value(self.statistic) for b in blocks)
-        return float(self.calibration.apply(total, len(blocks))) * self.drift_factor
+        cal = self.calibration
+        alone, switch = self.layout_kelems(arch) if cal.alone_ms_per_kelem or cal.switch_ms_per_kelem else (0.0, 0.0)
+        return float(cal.apply(total, len(blocks), alone, switch)) * self.drift_factor
 
     def peak_activation_bytes(self, arch: Arch) -> int | None:
         """Largest analytic peak activation of any block of the arch (None when not recorded)."""

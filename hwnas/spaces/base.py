@@ -103,6 +103,7 @@ class SearchSpace(ABC):
     name: str = ""
     presets: dict[str, dict] = {}
     default_preset: str = ""
+    chain: bool = False  # blocks(arch) is a chain: each block consumes the previous one's output
 
     def __init__(self, preset: str | None = None) -> None:
         preset = preset or self.default_preset

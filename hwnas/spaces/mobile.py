@@ -106,6 +106,7 @@ class MobileSpace(SearchSpace):
     """Stages of (channels, layers, first stride); each layer picks an MBConv variant or skip."""
 
     name = "mobile"
+    chain = True
     presets = {
         "mnist": {
             "input_shape": (1, 28, 28),
