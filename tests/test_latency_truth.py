@@ -297,3 +297,23 @@ def test_export_remeasure_rescales_by_drift_or_strict_refuses(small_table, tmp_p
     latency = run_export(source, tmp_path / "out", device=spec(), table=str(moved))["latency"]
     assert latency["drift"]["rescaled"] and latency["cpus"] == list(spec().pinned_cpus())
     assert latency["predicted_ms"] == pytest.approx(table.predict_ms(arch) * latency["drift"]["factor"])
+
+
+def test_measured_search_rescales_by_drift_or_strict_refuses(small_table, tmp_path):
+    import yaml
+
+    from hwnas.search.recipe import build, parse_recipe
+
+    table = LatencyTable.load(small_table)
+    table.reference = {**table.reference, "median_ms": table.reference["median_ms"] * 0.4}
+    moved = table.save(tmp_path / "moved.json")
+    device = tmp_path / "truth-ort.yaml"
+    device.write_text(yaml.safe_dump(spec().to_dict()))
+    data = {"space": table.space, "objectives": ["latency_ms", "measured_latency_ms"], "latency_table": str(moved),
+            "device": str(device), "dataset": None}
+    problem, _ = build(parse_recipe(data, "r"))
+    assert problem.drift["rescaled"] and problem.drift["factor"] > 1.5
+    with pytest.raises(LatencyDriftError, match="--strict"):
+        build(parse_recipe({**data, "strict_drift": True}, "r"))
+    with pytest.raises(ConfigError, match="strict_drift must be"):
+        parse_recipe({**data, "strict_drift": "yes"}, "r")

@@ -64,6 +64,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         budget=args.budget, seed=args.seed, executor=executor,
         latency_table=str(Path(args.table).resolve()) if args.table else None,
         strategy=args.strategy, strategy_params={} if args.strategy else None,
+        strict_drift=True if getattr(args, "strict", False) else None,
     )
     result = execute_recipe(
         recipe, args.storage, run_name=args.name, resume=args.resume, progress=not args.json and not args.quiet
@@ -214,6 +215,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override the search seed")
     p.add_argument("--plot", help="Pareto plot PNG path (default <run dir>/pareto.png)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true",
+                   help="with measured_latency_ms: refuse to search when the drift reference shows this machine "
+                        "over 5%% faster or slower than when the table was profiled (default: rescale and say so)")
     add_json_flag(p)
     p.set_defaults(func=cmd_search)
 

@@ -214,7 +214,7 @@ class ArchProblem(Problem):
         self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
         constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None,
         dataset: Any = "mnist5k", train: Mapping[str, Any] | None = None, device: str | None = None,
-        distill: Mapping[str, float] | None = None,
+        distill: Mapping[str, float] | None = None, strict_drift: bool = False,
     ) -> None:
         self.space = get_space(space) if isinstance(space, str) else space
         self.objectives = (
@@ -250,7 +250,7 @@ class ArchProblem(Problem):
                 )
         self.drift = None
         if self.table is not None and "measured_latency_ms" in self.expensive:
-            self._check_drift()
+            self._check_drift(strict_drift)
         cheap_ok = set(COST_METRICS) | {"latency_ms"}
         for c in self.constraints:
             if c.name not in cheap_ok:
@@ -261,15 +261,16 @@ class ArchProblem(Problem):
         self._names = names
         self._need_cost = bool(names & set(COST_METRICS))
 
-    def _check_drift(self) -> None:
+    def _check_drift(self, strict: bool = False) -> None:
         """With a table and a measured objective on the table's device: the drift reference decides whether
-        table and measurements still agree; beyond 5% the table's predictions are rescaled (recorded in info)."""
+        table and measurements still agree; beyond 5% the table's predictions are rescaled (recorded in info),
+        or with `strict` the search is refused (LatencyDriftError)."""
         from hwnas.devices import get_profiler, load_device
         from hwnas.latency.drift import check_drift
 
         spec = load_device(self.device)
         if all(self.table.device.get(k) == v for k, v in spec.identity().items()):
-            self.drift = check_drift(self.table, get_profiler(spec)).to_dict()
+            self.drift = check_drift(self.table, get_profiler(spec), strict=strict).to_dict()
 
     def cheap(self, arch: Arch) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -330,11 +331,11 @@ class EvaluateProblem(ArchProblem):
         self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
         constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None, *,
         evaluate: Callable[[Any], Mapping[str, float]], train: Mapping[str, Any] | None = None,
-        device: str | None = None,
+        device: str | None = None, strict_drift: bool = False,
     ) -> None:
         if not callable(evaluate):
             raise ConfigError(f"evaluate must be a callable evaluate(model) -> {{metric: value}}, got {evaluate!r}")
-        super().__init__(space, objectives, constraints, latency_table, None, train, device)
+        super().__init__(space, objectives, constraints, latency_table, None, train, device, strict_drift=strict_drift)
         self.evaluate = evaluate
 
     def expensive_job(

@@ -17,7 +17,7 @@ from hwnas.search.constraints import Constraint, parse_constraint
 
 _KEYS = {
     "name", "space", "objectives", "constraints", "latency_table", "strategy", "method", "seed", "budget",
-    "dataset", "train", "distill", "executor", "description", "device",
+    "dataset", "train", "distill", "executor", "description", "device", "strict_drift",
 }
 # Keys that must match when resuming (budget and executor may change).
 _SEARCH_KEYS = (
@@ -61,6 +61,7 @@ class SearchRecipe:
     executor: Mapping[str, Any] = field(default_factory=lambda: {"name": "local", "workers": 1})
     description: str = ""
     device: str | None = None  # device spec for the measured_latency_ms objective
+    strict_drift: bool = False  # refuse a measured search when the machine drifted from the table (no rescale)
 
     def to_dict(self) -> dict[str, Any]:
         from hwnas.train.datasets import dataset_record
@@ -73,6 +74,7 @@ class SearchRecipe:
             "seed": self.seed, "budget": self.budget, "dataset": dataset_record(self.dataset), "train": dict(self.train),
             "distill": dict(self.distill),
             "executor": dict(self.executor), "description": self.description, "device": self.device,
+            "strict_drift": self.strict_drift,
         }
 
     def with_overrides(self, **kw: Any) -> SearchRecipe:
@@ -95,7 +97,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         if key not in data:
             raise ConfigError(f"{source}: missing required key {key!r}")
     for key, kind in (("name", str), ("space", str), ("latency_table", str), ("seed", int), ("budget", int),
-                      ("description", str), ("device", str)):
+                      ("description", str), ("device", str), ("strict_drift", bool)):
         if data.get(key) is not None:
             typed(data[key], kind, key, source)
     space = get_space(str(data["space"])).spec
@@ -177,6 +179,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         dataset=dataset, train=train, executor=dict(executor),
         description=str(data.get("description", "")),
         device=None if data.get("device") is None else str(data["device"]),
+        strict_drift=bool(data.get("strict_drift", False)),
     )
 
 
@@ -214,11 +217,13 @@ def build(recipe: SearchRecipe, evaluate: Callable | None = None):
 
     args = (recipe.space, list(recipe.objectives), recipe.constraints, recipe.latency_table)
     if evaluate is not None:
-        problem: ArchProblem = EvaluateProblem(*args, evaluate=evaluate, device=recipe.device)
+        problem: ArchProblem = EvaluateProblem(*args, evaluate=evaluate, device=recipe.device,
+                                               strict_drift=recipe.strict_drift)
     elif recipe.dataset is None and "accuracy" in recipe.objectives:
         raise ConfigError("objective accuracy needs a dataset: a name, {npz: PATH} or {image_folder: PATH}")
     else:
-        problem = ArchProblem(*args, resolve_dataset(recipe.dataset), recipe.train, recipe.device, recipe.distill)
+        problem = ArchProblem(*args, resolve_dataset(recipe.dataset), recipe.train, recipe.device, recipe.distill,
+                              strict_drift=recipe.strict_drift)
     return problem, make_searcher(recipe, problem)
 
 
