@@ -160,8 +160,8 @@ class _BusyOnce(OrtProfiler):
         super().__init__(s)
         self.shape, self.calls = key_shape, 0
 
-    def measure_module(self, module, input_shape):
-        m = super().measure_module(module, input_shape)
+    def measure_module(self, module, input_shape, key=None):
+        m = super().measure_module(module, input_shape, key)
         if tuple(input_shape) == self.shape:
             self.calls += 1
             if self.calls == 1:
@@ -176,8 +176,8 @@ class _AlwaysBusy(OrtProfiler):
         super().__init__(s)
         self.shape = key_shape
 
-    def measure_module(self, module, input_shape):
-        m = super().measure_module(module, input_shape)
+    def measure_module(self, module, input_shape, key=None):
+        m = super().measure_module(module, input_shape, key)
         return replace(m, p90_ms=m.median_ms * 3) if tuple(input_shape) == self.shape else m
 
 

@@ -49,6 +49,7 @@ class Profiler(ABC):
     def __init__(self, spec: DeviceSpec) -> None:
         self.spec = spec
         self.cpus = spec.pinned_cpus()
+        self._exported: dict[str, tuple[bytes, int | None]] = {}  # key -> (ONNX bytes, activation bytes)
 
     @contextlib.contextmanager
     def conditions(self) -> Iterator[None]:
@@ -59,21 +60,34 @@ class Profiler(ABC):
     def batch_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.spec.batch_size, *tuple(input_shape))
 
-    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
-        """Latency of a PyTorch module: exported to ONNX, then `measure_onnx` (torch profilers override)."""
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> Measurement:
+        """Latency of a PyTorch module: exported to ONNX, then `measure_onnx` (torch profilers override).
+        With `key` (a name for this module and shape), the export is kept and reused by later rounds."""
         from dataclasses import replace
 
+        model, activation = self._export(module, input_shape, key)
+        m = self.measure_onnx(model, tuple(input_shape))
+        return replace(m, activation_bytes=activation)
+
+    def _export(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None) -> tuple[bytes, int | None]:
+        """ONNX bytes and analytic activation bytes of a module, cached under `key` (most recent 512)."""
         from hwnas.onnx_export import export_onnx_bytes
 
-        model = export_onnx_bytes(module, self.batch_shape(input_shape))
-        m = self.measure_onnx(model, tuple(input_shape))
-        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
+        if key is not None and key in self._exported:
+            return self._exported[key]
+        out = (export_onnx_bytes(module, self.batch_shape(input_shape)),
+               _analytic_bytes(module, input_shape, self.spec.batch_size))
+        if key is not None:
+            if len(self._exported) >= 512:
+                self._exported.pop(next(iter(self._exported)))
+            self._exported[key] = out
+        return out
 
     @abstractmethod
     def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
         """Latency of an ONNX model; `input_shape` per sample, a full feed dict, or None (from the model)."""
 
-    def layout(self, module: nn.Module, input_shape: tuple[int, ...]) -> BlockLayout | None:
+    def layout(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> BlockLayout | None:
         """The runtime's tensor layouts at a block's boundaries (None: this runtime has no layout choice)."""
         return None
 
@@ -116,13 +130,11 @@ class OrtProfiler(Profiler):
                                graph_optimization=s.graph_optimization, warmup=s.warmup, repeats=s.repeats,
                                batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory)
 
-    def layout(self, module: nn.Module, input_shape: tuple[int, ...]) -> BlockLayout | None:
+    def layout(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> BlockLayout | None:
         """NCHW or NCHWc at the block's input and output (CPU provider; its optimizer picks NCHWc)."""
         if self.providers[0] != "CPUExecutionProvider":
             return None
-        from hwnas.onnx_export import export_onnx_bytes
-
-        return block_layout(export_onnx_bytes(module, self.batch_shape(input_shape)), self.spec.graph_optimization)
+        return block_layout(self._export(module, input_shape, key)[0], self.spec.graph_optimization)
 
 
 
@@ -138,7 +150,7 @@ class _TorchProfiler(Profiler):
     def _memory(self, run) -> dict[str, Any]:
         return {}
 
-    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...]) -> Measurement:
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> Measurement:
         import torch
 
         s = self.spec

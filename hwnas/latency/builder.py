@@ -131,10 +131,10 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
         for block in bar:
             bar.set_postfix_str(block.key, refresh=False)
             module = space.build_block(block)
-            m = profiler.measure_module(module, block.input_shape)
+            m = profiler.measure_module(module, block.input_shape, key=block.key)
             old = table.entries.get(block.key)
             entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r, spec.statistic)
-            if entry.layout is None and (layout := profiler.layout(module, block.input_shape)) is not None:
+            if entry.layout is None and (layout := profiler.layout(module, block.input_shape, block.key)) is not None:
                 entry = replace(entry, layout=layout.text(), boundary_elems=layout.boundary_elems)
             table.entries[block.key] = entry
             table.provenance["updated_utc"] = _now()
@@ -190,7 +190,8 @@ def sample_archs(space: SearchSpace, n: int, seed: int, stream: str) -> list[Arc
 def measure_arch(profiler: Profiler, arch: Arch) -> float:
     """End-to-end latency (the spec's statistic) of an arch's whole network (same protocol as the blocks)."""
     space = get_space(arch.space)
-    return profiler.measure_module(space.build(arch), space.input_shape).value(profiler.spec.statistic)
+    return profiler.measure_module(space.build(arch), space.input_shape, key=f"{arch.space}/{arch}").value(
+        profiler.spec.statistic)
 
 
 def measure_archs(profiler: Profiler, archs: list[Arch], rounds: int = 1, progress: bool = True,
@@ -299,7 +300,8 @@ def measure_overhead(profiler: Profiler, input_shape: tuple[int, ...], rounds: i
     """Per-inference overhead of the runtime: an identity model's lowest median, same spec and affinity."""
     from torch import nn
 
-    return min(profiler.measure_module(nn.Identity(), tuple(input_shape)).value(profiler.spec.statistic)
+    key = f"identity{tuple(input_shape)}"
+    return min(profiler.measure_module(nn.Identity(), tuple(input_shape), key=key).value(profiler.spec.statistic)
                for _ in range(max(1, rounds)))
 
 

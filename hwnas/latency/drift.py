@@ -33,7 +33,7 @@ def reference_module():
 
 def measure_reference(profiler: Profiler) -> Measurement:
     """One measurement of the reference model with the profiler's spec (same options and affinity)."""
-    return profiler.measure_module(reference_module(), REFERENCE_SHAPE)
+    return profiler.measure_module(reference_module(), REFERENCE_SHAPE, key="hwnas-reference")
 
 
 def reference_ms(profiler: Profiler) -> float:
