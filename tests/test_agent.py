@@ -394,3 +394,35 @@ def test_a_model_over_the_memory_cap_is_refused(tmp_path):
             "except AgentRequestError as e:\n    print(e.status, e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("413 the model needs more memory than the agent's cap of 32 MiB"), out
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="no CPU affinity API on this OS")
+def test_the_agent_pins_a_measurement_to_the_specs_cores(agent, model_bytes, monkeypatch):
+    import os
+
+    import hwnas.devices.ort_runtime as ort_runtime
+
+    port = agent[1]
+    core = max(os.sched_getaffinity(0))
+    seen: list[set[int]] = []  # the agent thread's cores while it measures
+
+    measure = ort_runtime.ort_measure
+
+    def spy(*args, **kwargs):
+        seen.append(os.sched_getaffinity(0))
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(ort_runtime, "ort_measure", spy)
+    before = os.sched_getaffinity(0)
+    status, body = _post(port, model_bytes, f"cpus={core}&warmup=1")
+    assert status == 200 and body["measurement"]["n"] >= 50 and seen[-1] == {core}
+    status, body = _post(port, model_bytes, "cpus=4096")
+    assert status == 400 and "not available on this device" in body["error"] and "4096" in body["error"]
+    assert _post(port, model_bytes, "cpus=one")[0] == 400
+    assert os.sched_getaffinity(0) == before
+    # a remote spec's cpus travel to the agent; they never pin this (client) process
+    monkeypatch.setenv("HWNAS_TEST_TOKEN", TOKEN)
+    spec = _spec(port, cpus=(core,))
+    assert spec.pinned_cpus() == ()
+    m = get_profiler(spec).measure_module(torch.nn.Conv2d(3, 4, 3), (3, 12, 12))
+    assert m.median_ms > 0 and seen[-1] == {core}

@@ -199,10 +199,29 @@ def _int_param(q: dict[str, list[str]], key: str, default: int, lo: int, hi: int
     return value
 
 
+def _cpus_param(q: dict[str, list[str]]) -> tuple[int, ...]:
+    """The `cpus` query parameter (cores of this device to pin the measurement to; empty: unpinned)."""
+    raw = q.get("cpus", [""])[0]
+    if not raw:
+        return ()
+    try:
+        cpus = tuple(sorted({int(c) for c in raw.split(",")}))
+    except ValueError:
+        raise AgentRequestError(400, f"cpus={raw[:40]!r} must be comma-separated core numbers, e.g. 3 or 2,3") from None
+    if not hasattr(os, "sched_getaffinity"):
+        raise AgentRequestError(400, "this agent's OS cannot pin a measurement to cores; drop `cpus` from the spec")
+    allowed = os.sched_getaffinity(0)
+    missing = sorted(set(cpus) - allowed)
+    if missing:
+        raise AgentRequestError(400, f"cpus {missing} are not available on this device (allowed: {sorted(allowed)}); "
+                                     "change `cpus` in the device spec")
+    return cpus
+
+
 def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimits | None = None) -> dict[str, Any]:
     """Validate a /measure request against `limits` and time the model with the shared protocol."""
     from hwnas.devices.ort_runtime import ProfilerError, ort_measure
-    from hwnas.devices.timing import MIN_REPEATS
+    from hwnas.devices.timing import MIN_REPEATS, cpu_affinity
 
     limits = limits or AgentLimits()
     if not looks_like_onnx(body):
@@ -239,10 +258,12 @@ def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimit
                 413, f"batch_size x input_shape is {elements} input elements, above the agent's cap of "
                      f"{limits.max_input_elements} (the operator can raise it with `serve --max-input-elements`)")
     memory = query.get("measure_memory", ["1"])[0] not in ("0", "false")
+    cpus = _cpus_param(query)
     try:
-        m = ort_measure(body, shape, threads=threads, graph_optimization=opt, warmup=warmup, repeats=repeats,
-                        batch_size=batch_size, measure_memory=memory, max_s=limits.max_request_s,
-                        max_input_elements=limits.max_input_elements, arena_max_bytes=limits.max_arena_bytes)
+        with cpu_affinity(cpus):
+            m = ort_measure(body, shape, threads=threads, graph_optimization=opt, warmup=warmup, repeats=repeats,
+                            batch_size=batch_size, measure_memory=memory, max_s=limits.max_request_s,
+                            max_input_elements=limits.max_input_elements, arena_max_bytes=limits.max_arena_bytes)
     except ProfilerError as exc:
         if "bfc_arena" in str(exc).lower() or "available memory of" in str(exc).lower():
             raise AgentRequestError(

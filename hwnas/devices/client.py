@@ -63,5 +63,7 @@ class AgentClient:
                  f"&measure_memory={int(spec.measure_memory)}")
         if input_shape is not None:
             query += "&input_shape=" + ",".join(str(int(d)) for d in input_shape)
+        if getattr(spec, "cpus", None):  # cores of the device: the agent pins the measurement there
+            query += "&cpus=" + ",".join(str(int(c)) for c in spec.cpus)
         data = self._request("POST", f"/measure?{query}", model)
         return Measurement.from_dict(data["measurement"])

@@ -110,10 +110,13 @@ class DeviceSpec:
         return data
 
     def pinned_cpus(self) -> tuple[int, ...]:
-        """The cores measurements run on: `cpus`, or by default the last `threads` cores (local CPU specs);
-        () = unpinned (remote and CUDA specs by default, `cpus: []`, or a core this process may not use)."""
+        """The local cores measurements run on: `cpus`, or by default the last `threads` cores (local CPU
+        specs); () = unpinned (remote specs, whose `cpus` the agent applies on the device; CUDA specs by
+        default; `cpus: []`)."""
         from hwnas.devices.timing import default_cpus
 
+        if self.runtime == "remote":  # `cpus` are the device's cores: the agent pins there, not this host
+            return ()
         if self.cpus is not None:
             if not self.cpus or not hasattr(os, "sched_getaffinity"):
                 return ()
