@@ -69,7 +69,10 @@ def test_export_reproduces_trained_weights_and_remeasures(tmp_path, kind, capsys
     assert drift is not None and drift["rescaled"] == (drift["factor"] != 1.0)
     expected = shipped.predict_ms(ARCH) * drift["factor"]
     assert lat["predicted_ms"] == pytest.approx(expected) and lat["table_sha256"] == shipped.sha256
-    assert lat["ratio"] == pytest.approx(lat["measured_ms"] / lat["predicted_ms"])
+    # the ratio compares the latency at the machine's quiet speed (timed next to the drift reference)
+    # (median ratio to the reference x lowest reference: the plain lowest measurement, give or take a busy moment)
+    assert 0.7 < lat["quiet_ms"] / lat["measured_ms"] < 1.3
+    assert lat["ratio"] == pytest.approx(lat["quiet_ms"] / lat["predicted_ms"])
 
 
 def test_weights_alone_carry_the_arch(tmp_path, capsys):

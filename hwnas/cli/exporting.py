@@ -38,7 +38,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "onnx": f"{args.out}/model.onnx (opset {onx['opset']}, {onx['exporter']} exporter, {onx['num_nodes']} nodes)",
         "parity_max_abs_diff": f"{par['max_abs_diff']:.3g} (atol {par['atol']:g}, passed)",
         "device": lat["device"],
-        "predicted_ms": lat["predicted_ms"], "measured_ms": lat["measured_ms"], "ratio": lat["ratio"],
+        "predicted_ms": lat["predicted_ms"], "measured_ms": lat["measured_ms"],
+        **({"quiet_ms": lat["quiet_ms"]} if lat.get("quiet_ms") is not None else {}), "ratio": lat["ratio"],
         "manifest": f"{args.out}/manifest.json",
     }
     if lat.get("note"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,9 @@ MEASURE_ROUNDS = 3  # the profiling protocol: the lowest median of interleaved r
 def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
                      table: str | None, strict: bool = False) -> dict[str, Any]:
     """Re-measure the exported file on a device spec (same protocol, options and affinity as the table)
-    and compare with the table's prediction, rescaled when the table's drift reference says so."""
+    and compare with the table's prediction, rescaled when the table's drift reference says so. With a
+    reference, `quiet_ms` (the median over rounds of the model's ratio to the reference timed just
+    before it, x the lowest reference) is what the ratio compares: the latency at the machine's quiet speed."""
     from hwnas.devices import get_profiler, load_device
     from hwnas.latency import load_predictor
     from hwnas.latency.drift import check_drift, has_reference
@@ -151,24 +154,28 @@ def _latency_section(source: ExportSource, onnx: OnnxExport, device: str | None,
     reference_ms: list[float] = []
     if check_reference:  # quick (< 1 s): --strict refuses before the work
         reference_ms.append(check_drift(lut, profiler, strict=strict).now_ms)
-    rounds = []
-    for _ in range(MEASURE_ROUNDS):  # the reference measured in every round, like the model
-        if check_reference:
-            reference_ms.append(measure_reference_ms(profiler))
+    rounds, ratios = [], []
+    for _ in range(MEASURE_ROUNDS):  # the reference timed right before the model, in every round
+        ref = measure_reference_ms(profiler) if check_reference else None
         rounds.append(profiler.measure_onnx(onnx.path, tuple(onnx.input_shape[1:])))
+        if ref is not None:
+            reference_ms.append(ref)
+            ratios.append(rounds[-1].value(spec.statistic) / ref)
     m = min(rounds, key=lambda x: x.value(spec.statistic))
-    drift = None
+    drift, quiet = None, None
     if check_reference:
         check = check_drift(lut, profiler, strict=strict, now_ms=min(reference_ms))
         predicted = predicted * check.factor
         drift = check.to_dict()
+        quiet = float(statistics.median(ratios)) * min(reference_ms)  # at the machine's quiet speed, as validate
     return {
         "device": spec.name, "device_fingerprint": profiler.fingerprint(), "table_path": str(table_file) if table_file else source.table_path,
         "table_sha256": table_sha, "table_device": table_device, "same_device": same,
         "predicted_ms": predicted, "measured_ms": m.value(spec.statistic), "statistic": spec.statistic,
         "median_ms": m.median_ms, "p10_ms": m.p10_ms, "p90_ms": m.p90_ms,
         "cv": m.cv, "n": m.n,
-        "ratio": (m.value(spec.statistic) / predicted) if predicted else None, "note": note,
+        "quiet_ms": quiet,
+        "ratio": ((quiet or m.value(spec.statistic)) / predicted) if predicted else None, "note": note,
         "drift": drift, "cpus": list(profiler.cpus), "rounds": MEASURE_ROUNDS,
     }
 

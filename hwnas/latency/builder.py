@@ -210,6 +210,34 @@ def measure_archs(profiler: Profiler, archs: list[Arch], rounds: int = 1, progre
     return best
 
 
+def measure_archs_paired(profiler: Profiler, archs: list[Arch], rounds: int = 1, progress: bool = True,
+                         desc: str = "end-to-end") -> tuple[list[float], list[float], float]:
+    """Like `measure_archs`, with the drift reference model timed right before every arch: per arch its
+    lowest value and the median over rounds of its ratio to the reference timed next to it, and the
+    lowest reference value.
+
+    On a shared machine whole seconds run ~25% slow; an arch and the reference timed back to back
+    mostly see the same moment, so `ratio x reference` is the arch's latency at the machine's quiet
+    speed. The median, not the lowest ratio: a pair that straddles a change of speed gives a ratio
+    ~25% off either way, and the lowest ratio would keep exactly those.
+    """
+    from tqdm import tqdm
+
+    from hwnas.latency.drift import reference_ms
+
+    values: list[list[float]] = [[] for _ in archs]
+    ratios: list[list[float]] = [[] for _ in archs]
+    low_ref = float("inf")
+    for r in range(int(rounds)):
+        label = desc + (f" (round {r + 1}/{rounds})" if rounds > 1 else "")
+        for i, arch in enumerate(tqdm(archs, desc=label, unit="arch", disable=not progress, file=sys.stderr)):
+            ref = reference_ms(profiler)
+            values[i].append(measure_arch(profiler, arch))
+            ratios[i].append(values[i][-1] / ref)
+            low_ref = min(low_ref, ref)
+    return [min(v) for v in values], [float(np.median(q)) for q in ratios], low_ref
+
+
 def _forms(s: np.ndarray, k: np.ndarray, overhead_ms: float | None, alone: np.ndarray | None,
            switch: np.ndarray | None) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
     """Candidate calibration forms as (regressor columns, fixed part of the target)."""
@@ -346,8 +374,9 @@ def calibration_archs(table: LatencyTable, space: SearchSpace, n: int, seed: int
 
 def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 20, seed: int = 0,
               profiler: Profiler | None = None, progress: bool = True, rounds: int = 1) -> LatencyTable:
-    """Measure the runtime overhead and `n` archs spread over the latency range end-to-end; store the
-    calibration form with the lowest cross-validated error in the table."""
+    """Measure the runtime overhead and `n` archs spread over the latency range end-to-end (each next to
+    the drift reference, scaled to the table's reference: the speed its blocks were measured at); store
+    the calibration form with the lowest cross-validated error in the table."""
     spec = load_device(spec)
     profiler = profiler or get_profiler(spec)
     space = get_space(table.space)
@@ -355,7 +384,11 @@ def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 20, seed: in
     sums = [table.sum_ms(a) for a in archs]
     counts = [len(table.blocks(a)) for a in archs]
     overhead = measure_overhead(profiler, space.input_shape, rounds)
-    measured = measure_archs(profiler, archs, rounds, progress, "calibrate (end-to-end)")
+    if table.reference:  # each arch at the speed the blocks were measured at (the table's reference)
+        _, ratios, _ = measure_archs_paired(profiler, archs, rounds, progress, "calibrate (end-to-end)")
+        measured = [q * float(table.reference["median_ms"]) for q in ratios]
+    else:
+        measured = measure_archs(profiler, archs, rounds, progress, "calibrate (end-to-end)")
     table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs], overhead_ms=overhead,
                                         layout_kelems=[table.layout_kelems(a) for a in archs])
     table.provenance["calibrated_utc"] = _now()

@@ -9,7 +9,7 @@ import numpy as np
 
 from hwnas.devices.profilers import Profiler, get_profiler
 from hwnas.devices.spec import DeviceSpec, load_device
-from hwnas.latency.builder import measure_archs, sample_archs
+from hwnas.latency.builder import measure_archs, measure_archs_paired, sample_archs
 from hwnas.latency.table import LatencyTable
 from hwnas.spaces import get_space
 
@@ -64,10 +64,11 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
     """Measure `samples` archs end-to-end and compare with the predictions of a measured or fitted table.
 
     A measured table's drift reference is re-measured first: beyond ±5% the predictions are rescaled
-    (reported under `drift`), or with `strict` the validation is refused (LatencyDriftError).
+    (reported under `drift`), or with `strict` the validation is refused (LatencyDriftError). With a
+    reference, every arch is timed right after it and reported at the machine's quiet speed (its ratio
+    to the reference x the lowest reference value; `raw_measured_ms` keeps the plain lowest value).
     """
     from hwnas.latency.drift import check_drift, has_reference
-    from hwnas.latency.drift import reference_ms as measure_reference_ms
 
     spec = load_device(spec)
     table.check_compatible(spec.identity())
@@ -77,17 +78,20 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
     reference_ms: list[float] = [drift.now_ms] if drift.now_ms is not None else []
     archs = sample_archs(space, samples, seed, "validation")
 
-    def control() -> None:  # the reference, measured in every round like the archs
-        if has_reference(table):
-            reference_ms.append(measure_reference_ms(profiler))
-
-    measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)", each_round=control)
-    if reference_ms:  # the final factor: the reference's lowest median over the same rounds as the archs
+    raw: list[float] | None = None
+    if has_reference(table):  # each arch timed next to the reference: measured at this machine's quiet speed
+        raw, ratios, low_ref = measure_archs_paired(profiler, archs, rounds, progress, "validate (end-to-end)")
+        reference_ms.append(low_ref)
+        measured = [q * min(reference_ms) for q in ratios]
+        # the final factor: the reference's lowest value over the quick check and every pair
         drift = check_drift(table, profiler, strict=strict, now_ms=min(reference_ms))
+    else:
+        measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)")
     has_sum = hasattr(table, "sum_ms")
     rows = [{"arch": str(a), "predicted_ms": table.predict_ms(a), "measured_ms": m,
+             **({"raw_measured_ms": raw[i]} if raw is not None else {}),
              **({"raw_sum_ms": table.sum_ms(a)} if has_sum else {})}
-            for a, m in zip(archs, measured)]
+            for i, (a, m) in enumerate(zip(archs, measured))]
     pred = [r["predicted_ms"] for r in rows]
     meas = [r["measured_ms"] for r in rows]
     result: dict[str, Any] = {
