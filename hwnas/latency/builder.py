@@ -16,6 +16,7 @@ import numpy as np
 import hwnas
 from hwnas.devices.profilers import Profiler, get_profiler
 from hwnas.devices.spec import DeviceSpec, load_device
+from hwnas.devices.timing import Measurement
 from hwnas.latency.table import Calibration, LatencyTable, LatencyTableError, TableEntry
 from hwnas.spaces import Arch, Block, SearchSpace, get_space
 
@@ -84,6 +85,17 @@ def open_table(out: str | os.PathLike[str], spec: DeviceSpec, space: SearchSpace
     return table
 
 
+ANCHOR_ROUNDS = 8  # quick reference timings whose lowest sets a new table's reference speed
+PAIR_AGREEMENT = 0.05  # the reference before and after a block agree this well: the speed held
+PAIR_TRIES = 3
+
+
+def at_speed(m: Measurement, factor: float) -> Measurement:
+    """A measurement's latencies times `factor` (reference speed of the table / reference speed when timed)."""
+    return replace(m, median_ms=m.median_ms * factor, p10_ms=m.p10_ms * factor, p90_ms=m.p90_ms * factor,
+                   mean_ms=m.mean_ms * factor)
+
+
 NOISY_SPREAD = 0.5  # (p90 - p10) / median within a round above this: the machine was busy
 NOISY_DISAGREEMENT = 0.05  # the two best rounds' medians further apart than this: a busy moment
 EXTRA_ROUNDS = 2  # re-measurements of noisy blocks before the table is written with a warning
@@ -105,13 +117,16 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
                 warn: Callable[[str], None] = _stderr, extra_rounds: int = EXTRA_ROUNDS) -> LatencyTable:
     """Measure each block of `space` missing from `out`, saving after every entry (resumable).
 
+    A new table first times the drift reference model (lowest of `ANCHOR_ROUNDS`: the table's
+    reference speed). Every block is then timed between two timings of the reference and stored at
+    the reference speed (its times x table reference / mean of the two): on a shared machine whole
+    seconds run ~25% slow, and a block timed between two equal reference timings saw the same speed
+    (they must agree within `PAIR_AGREEMENT`, else the block is timed again, up to `PAIR_TRIES`).
     With `rounds` > 1 every block is measured again in later passes over all blocks (seconds apart),
-    keeping the round with the lowest median: on a shared machine a busy neighbour slows whole
-    seconds by ~30%, and interleaved rounds let every block see a quiet moment. Every round also
-    measures the drift reference model. Blocks that still look noisy (see `noisy_entries`) are
+    keeping the round with the lowest value. Blocks that still look noisy (see `noisy_entries`) are
     measured up to `extra_rounds` more times; those left noisy are reported through `warn` with numbers.
     """
-    from hwnas.latency.drift import measure_reference, reference_record
+    from hwnas.latency.drift import REFERENCE_MODEL, reference_ms, reference_record
 
     spec = load_device(spec)
     space = get_space(space) if isinstance(space, str) else space
@@ -121,17 +136,30 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
     blocks = space_blocks(space)
     table.protocol["rounds"] = max(int(rounds), int(table.protocol.get("rounds", 1)))
     table.protocol["cpus"] = list(profiler.cpus)
+    table.protocol["paired"] = "each block between two drift-reference timings, stored at the table reference's speed"
+    if not table.entries or not table.reference or table.reference.get("model") != REFERENCE_MODEL:
+        record = None  # the speed entries are stored at: the reference's lowest of a few quick rounds
+        for _ in range(ANCHOR_ROUNDS):
+            record = reference_record(reference_ms(profiler), record)
+        table.reference = record
+    anchor = float(table.reference["median_ms"])
     if not Path(out).exists():
         table.save(out)
     from tqdm import tqdm
 
     def measure(todo: list[Block], r: int, desc: str) -> None:
-        table.reference = reference_record(measure_reference(profiler).value(spec.statistic), table.reference)
         bar = tqdm(todo, desc=desc, unit="block", disable=not progress, file=sys.stderr)
+        before = reference_ms(profiler)
         for block in bar:
             bar.set_postfix_str(block.key, refresh=False)
             module = space.build_block(block)
-            m = profiler.measure_module(module, block.input_shape, key=block.key)
+            for _ in range(PAIR_TRIES):  # until the reference reads the same before and after the block
+                m = profiler.measure_module(module, block.input_shape, key=block.key)
+                after = reference_ms(profiler)
+                steady = abs(after / before - 1.0) <= PAIR_AGREEMENT
+                m, before = at_speed(m, 2.0 * anchor / (before + after)), after
+                if steady:
+                    break
             old = table.entries.get(block.key)
             entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r, spec.statistic)
             if entry.layout is None and (layout := profiler.layout(module, block.input_shape, block.key)) is not None:
@@ -389,6 +417,7 @@ def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 20, seed: in
         measured = [q * float(table.reference["median_ms"]) for q in ratios]
     else:
         measured = measure_archs(profiler, archs, rounds, progress, "calibrate (end-to-end)")
+    overhead = min(overhead, measure_overhead(profiler, space.input_shape, rounds))  # a second moment, seconds later
     table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs], overhead_ms=overhead,
                                         layout_kelems=[table.layout_kelems(a) for a in archs])
     table.provenance["calibrated_utc"] = _now()
