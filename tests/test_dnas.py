@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -89,6 +90,32 @@ def test_latency_cost_is_the_tables_calibrated_prediction(table):
     fastest = SPACE.decode(cost.fastest())
     others = [table.predict_ms(SPACE.sample(s)) for s in range(20)]
     assert table.predict_ms(fastest) < min(others)
+
+
+def test_expected_latency_with_layout_switches_is_the_exact_expectation(table):
+    cost = latency_cost(SPACE, table)
+    assert cost.switches is not None, "the shipped table's calibration models layout switches"
+    gen = torch.Generator().manual_seed(0)
+    probs = [torch.softmax(torch.randn(len(c), generator=gen) * 2, 0) for c in SPACE.choices]
+    # one-hot probabilities give the arch's own cost
+    arch = SPACE.sample(3)
+    idx = SPACE.encode(arch)
+    onehot = [torch.nn.functional.one_hot(torch.tensor(i), len(c)).float() for i, c in zip(idx, SPACE.choices)]
+    assert float(cost.expected(onehot)) == pytest.approx(table.predict_ms(arch), rel=1e-6)
+    # against the mean over sampled archs (independent layers): the exact expectation, switches included
+    rng = np.random.default_rng(0)
+    draws = np.stack([rng.choice(len(p), size=20000, p=p.numpy() / p.numpy().sum()) for p in probs], axis=1)
+    mean = np.mean([cost.of(list(row)) for row in draws])
+    assert float(cost.expected(probs)) == pytest.approx(mean, rel=2e-3)
+    # and differentiable in the probabilities
+    theta = [torch.zeros(len(c), requires_grad=True) for c in SPACE.choices]
+    cost.expected([torch.softmax(t, 0) for t in theta]).backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in theta)
+    # fastest is exact over the layouts: no one-gene change from it is cheaper
+    best = cost.fastest()
+    for layer, row in enumerate(SPACE.choices):
+        for i in range(len(row)):
+            assert cost.of(best[:layer] + [i] + best[layer + 1:]) >= cost.of(best) - 1e-12
 
 
 def test_a_table_of_another_space_or_device_is_refused(table):

@@ -15,30 +15,84 @@ COSTS = ("latency_ms", "flops", "params")
 
 
 @dataclass(frozen=True)
-class CostTable:
-    """cost(arch) = fixed + sum_l cost[l][choice_l], in natural units (`latency_ms`: calibrated ms).
+class Switches:
+    """Layout switches between neighbouring blocks (hwnas.devices.layout): the network pays `at_layer[l]`
+    ms when layer l's block takes its input in another layout than the last block before it gives
+    (skip layers pass the layout on), and `at_head` ms likewise at the head."""
 
-    `expected(probs)` = fixed + sum_l sum_i p(l,i) cost[l][i]: the exact expectation of the arch
-    cost under independent per-layer choice probabilities, differentiable in `probs`.
+    stem_out: bool  # True: the stem gives NCHWc
+    layouts: tuple[tuple[tuple[bool, bool] | None, ...], ...]  # per layer, per candidate (in, out) NCHWc; None: skip
+    at_layer: tuple[float, ...]
+    head_in: bool
+    at_head: float
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """cost(arch) = fixed + sum_l cost[l][choice_l] (+ layout switches), in natural units (`latency_ms`:
+    calibrated ms).
+
+    `expected(probs)` = the exact expectation of the arch cost under independent per-layer choice
+    probabilities, differentiable in `probs`: fixed + sum_l sum_i p(l,i) cost[l][i], plus with
+    `switches` the expected switch costs, carried layer by layer as the probability that the current
+    tensor is NCHWc.
     """
 
     name: str
     fixed: float
     per_layer: tuple[tuple[float, ...], ...]
+    switches: Switches | None = None
 
     def expected(self, probs: Sequence[torch.Tensor]) -> torch.Tensor:
         total = probs[0].new_tensor(self.fixed)
         for p, c in zip(probs, self.per_layer):
             total = total + (p * p.new_tensor(c)).sum()
-        return total
+        sw = self.switches
+        if sw is None:
+            return total
+        q = probs[0].new_tensor(float(sw.stem_out))  # P(the tensor entering this layer is NCHWc)
+        for p, row, cost in zip(probs, sw.layouts, sw.at_layer):
+            nxt = probs[0].new_tensor(0.0)
+            for i, lay in enumerate(row):
+                if lay is None:  # skip: nothing to pay, the layout passes on
+                    nxt = nxt + p[i] * q
+                    continue
+                total = total + p[i] * cost * ((1 - q) if lay[0] else q)
+                nxt = nxt + p[i] * float(lay[1])
+            q = nxt
+        return total + sw.at_head * ((1 - q) if sw.head_in else q)
 
     def of(self, indices: Sequence[int]) -> float:
         """The cost of the arch choosing candidate `indices[l]` in each layer."""
-        return float(self.fixed + sum(c[i] for c, i in zip(self.per_layer, indices)))
+        total = self.fixed + sum(c[i] for c, i in zip(self.per_layer, indices))
+        sw = self.switches
+        if sw is not None:
+            layout = sw.stem_out
+            for row, cost, i in zip(sw.layouts, sw.at_layer, indices):
+                if row[i] is not None:
+                    total += cost * (row[i][0] != layout)
+                    layout = row[i][1]
+            total += sw.at_head * (sw.head_in != layout)
+        return float(total)
 
     def fastest(self) -> list[int]:
-        """Per layer the index of the cheapest candidate."""
-        return [min(range(len(c)), key=c.__getitem__) for c in self.per_layer]
+        """Per layer the index of the candidate on the cheapest arch (exact: dynamic programming over the
+        layout the tensor is in, when switches count)."""
+        sw = self.switches
+        if sw is None:
+            return [min(range(len(c)), key=c.__getitem__) for c in self.per_layer]
+        best: dict[bool, tuple[float, list[int]]] = {sw.stem_out: (0.0, [])}
+        for row, costs, at in zip(sw.layouts, self.per_layer, sw.at_layer):
+            nxt: dict[bool, tuple[float, list[int]]] = {}
+            for layout, (total, path) in best.items():
+                for i, lay in enumerate(row):
+                    out = layout if lay is None else lay[1]
+                    value = total + costs[i] + (0.0 if lay is None else at * (lay[0] != layout))
+                    if out not in nxt or value < nxt[out][0]:
+                        nxt[out] = (value, path + [i])
+            best = nxt
+        _, (_, path) = min(best.items(), key=lambda kv: kv[1][0] + sw.at_head * (sw.head_in != kv[0]))
+        return path
 
 
 def check_table(table: Any, space: SearchSpace, device_identity: dict[str, Any] | None = None) -> None:
@@ -57,9 +111,10 @@ def check_table(table: Any, space: SearchSpace, device_identity: dict[str, Any] 
 def latency_cost(space: SearchSpace, table: Any, device_identity: dict[str, Any] | None = None) -> CostTable:
     """Per-candidate latency from `table` (a `LatencyTable`), with its end-to-end calibration.
 
-    The calibration `scale * sum + per_block_ms * blocks + offset` is linear in the blocks, so each
-    candidate costs `scale * value + per_block_ms` (the table's statistic, e.g. median or p10; skip: 0),
-    stem, head and offset are fixed, and all of it is times the table's drift factor:
+    The calibration `scale * sum + per_block_ms * blocks + offset` (+ the layout terms) is linear in
+    the blocks, so each candidate costs `scale * value + per_block_ms + alone_ms_per_kelem * its boundary
+    kilo-elements` (the table's statistic, e.g. median or p10; skip: 0), stem, head and offset are fixed,
+    the switch term becomes `Switches`, and all of it is times the table's drift factor:
     `of(arch)` equals `table.predict_ms(arch)`. A table of another space or device (when
     `device_identity` is given) is refused; a missing entry raises `MissingEntryError`.
     """
@@ -72,10 +127,32 @@ def latency_cost(space: SearchSpace, table: Any, device_identity: dict[str, Any]
     def ms(block: Block | None) -> float:
         if block is None:
             return 0.0
-        return drift * (cal.scale * table.entry(block).value(table.statistic) + cal.per_block_ms)
+        entry = table.entry(block)
+        return drift * (cal.scale * entry.value(table.statistic) + cal.per_block_ms
+                        + cal.alone_ms_per_kelem * (entry.boundary_elems or 0) / 1000.0)
 
     fixed = ms(stem) + ms(head) + drift * cal.offset_ms
-    return CostTable("latency_ms", fixed, tuple(tuple(ms(b) for b in row) for row in layers))
+    costs = tuple(tuple(ms(b) for b in row) for row in layers)
+    switches = None
+    entries = [table.entry(b) for b in [stem, head, *(b for row in layers for b in row if b is not None)]]
+    if cal.switch_ms_per_kelem and getattr(space, "chain", False) and all(e.layouts for e in entries):
+        import math
+
+        batch = int(table.device.get("batch_size", 1))
+
+        def nchwc(block: Block, side: int) -> bool:
+            return table.entry(block).layouts[side] == "nchwc"
+
+        def at(block: Block) -> float:  # a switch at this block's input, in ms
+            return drift * cal.switch_ms_per_kelem * batch * math.prod(block.input_shape) / 1000.0
+
+        switches = Switches(
+            stem_out=nchwc(stem, 1),
+            layouts=tuple(tuple(None if b is None else (nchwc(b, 0), nchwc(b, 1)) for b in row) for row in layers),
+            at_layer=tuple(at(next(b for b in row if b is not None)) for row in layers),
+            head_in=nchwc(head, 0), at_head=at(head),
+        )
+    return CostTable("latency_ms", fixed, costs, switches)
 
 
 def static_cost(space: SearchSpace, name: str) -> CostTable:
