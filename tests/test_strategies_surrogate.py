@@ -47,6 +47,17 @@ def test_surrogate_is_deterministic_and_never_repeats(bench):
     assert a != _asked(bench, "surrogate", 4, 60)
 
 
+def test_surrogate_initial_design_balances_every_gene(bench):
+    """The first `init_samples` asks are a design that uses every choice of every gene equally often."""
+    n = 10
+    strat = make_strategy("surrogate", bench.space, 2, 7, {"init_samples": n})
+    design = strat._design()
+    for j, card in enumerate(strat.card):
+        assert np.array_equal(np.bincount(design[:, j], minlength=card), np.full(card, n // card))
+    expected = [bench.space.decode([int(c) for c in row]).id for row in design]
+    assert _asked(bench, "surrogate", 7, n, {"init_samples": n}) == expected
+
+
 def test_surrogate_uses_previewed_objectives_exactly(bench_csv, bench):
     """With the latency previewed, the extreme-point step proposes the fastest arch among the candidates:
     the fastest arch of the table is found much sooner than when latency has to be learned."""

@@ -12,8 +12,11 @@ from hwnas.spaces import Arch, SearchSpace
 
 
 class SurrogateSearch(Strategy):
-    """After `init_samples` uniform samples, propose the candidate with the largest optimistic
+    """After `init_samples` initial samples, propose the candidate with the largest optimistic
     hypervolume improvement.
+
+    Initial samples: a Latin-hypercube-like design (per gene, its choices in a random order, repeated as
+    needed, so every choice of every gene appears equally often); a uniform sample where a row repeats.
 
     Candidates: `candidates` unexplored archs per ask, a `mutants` share of them one- or two-gene
     mutations of the current non-dominated archs, the rest uniform samples. Objectives whose values
@@ -36,7 +39,7 @@ class SurrogateSearch(Strategy):
     def __init__(
         self, space: SearchSpace, num_objectives: int, seed: int = 0, *,
         init_samples: int = 6, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
-        refit: int = 4, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
+        refit: int = 1, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
         reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
     ) -> None:
         super().__init__(space, num_objectives, seed)
@@ -58,6 +61,7 @@ class SurrogateSearch(Strategy):
         self._index = [{g: k for k, g in enumerate(c)} for c in space.choices]
         self._asked_keys: list[int] = []
         self._model = None
+        self._init_design: np.ndarray | None = None
         self._fit_at = -1
         self._exact_cache: dict[int, np.ndarray] = {}
         self._previewed: bool | None = None
@@ -103,6 +107,16 @@ class SurrogateSearch(Strategy):
         return row
 
     # -- candidates ----------------------------------------------------------------------------
+    def _design(self) -> np.ndarray:
+        """The `init_samples` initial codes: per gene, its choices in random order (repeated as needed), so
+        every choice of every gene appears equally often (a Latin-hypercube-like design)."""
+        if self._init_design is None:
+            n = self.init_samples
+            self._init_design = np.stack([
+                np.concatenate([self.np_rng.permutation(int(c)) for _ in range(-(-n // int(c)))])[:n] for c in self.card
+            ], axis=1)
+        return self._init_design
+
     def _pool(self, front_codes: np.ndarray) -> np.ndarray:
         n = self.candidates
         n_mut = int(round(n * self.mutants)) if len(front_codes) else 0
@@ -141,13 +155,13 @@ class SurrogateSearch(Strategy):
         best = None
         for ls in (0.05, 0.1, 0.2, 0.4, 0.8):
             L = np.linalg.cholesky(self._kernel(S, ls) + self.noise * np.eye(len(X)))
-            Linv = solve_triangular(L, np.eye(len(X)), lower=True)
-            beta = Linv @ Yn
+            beta = solve_triangular(L, Yn, lower=True)
             nll = 0.5 * float((beta * beta).sum()) + Y.shape[1] * float(np.log(np.diag(L)).sum())
             if best is None or nll < best[0]:
-                best = (nll, ls, Linv, Linv.T @ beta)
-        _, ls, Linv, alpha = best
-        self._model = (X, ls, Linv, alpha, mu, sd)
+                best = (nll, ls, L)
+        _, ls, L = best  # the inverse only for the chosen lengthscale
+        Linv = solve_triangular(L, np.eye(len(X)), lower=True)
+        self._model = (X, ls, Linv, Linv.T @ (Linv @ Yn), mu, sd)
 
     def _kernel(self, S: np.ndarray, ls: float) -> np.ndarray:
         """Covariance from the share S of equal genes: (1 - linear) exp(-(1 - S) / ls) + linear S."""
@@ -175,6 +189,10 @@ class SurrogateSearch(Strategy):
     def ask(self) -> Arch | None:
         self.n_proposed += 1
         ids, F = self.feasible()
+        if self.n_proposed <= self.init_samples:
+            row = self._design()[self.n_proposed - 1]
+            if int(row @ self.radix) not in self._asked_keys:
+                return self._propose_codes(row)
         if self.n_proposed <= self.init_samples or len(ids) < 2:
             return self._propose(self._random())
         codes = np.stack([self._codes(self.archs[i], i) for i in ids])
