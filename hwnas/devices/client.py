@@ -11,7 +11,6 @@ import http.client
 import ipaddress
 import json
 import os
-import socket
 import ssl
 from typing import Any
 
@@ -98,7 +97,7 @@ class AgentClient:
         except ssl.SSLError as exc:
             raise AgentError(f"TLS with the agent at {self.base} failed ({exc.reason or exc}); is the agent serving "
                              "https (started with --tls-self-signed or --tls-cert)?") from None
-        except (OSError, http.client.HTTPException, socket.timeout) as exc:
+        except (OSError, http.client.HTTPException) as exc:
             hint = "" if self.tls else " If the agent prints https://, put its fingerprint in tls_fingerprint."
             raise AgentError(
                 f"cannot reach the agent at {self.base} ({exc or type(exc).__name__}); start it on the device with "
