@@ -429,3 +429,26 @@ def test_fp16_without_the_converter_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxconverter_common", None)  # import fails
     with pytest.raises(MissingBackendError, match=r"hwnas\[tensorrt\]"):
         to_float16(_fp16_trap_model())
+
+
+# -- the same paths on a real GPU (run with -m gpu; scripts/gpu_check.sh runs them) ------------------
+@pytest.mark.gpu
+def test_ort_cuda_really_runs_on_the_gpu():
+    import onnxruntime as ort
+
+    from hwnas.devices.profilers import get_profiler
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu")
+    w = helper.make_tensor("w", TensorProto.FLOAT, [8, 3, 3, 3], [0.01 * i for i in range(216)])
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32, 32])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    session = ort_runtime.ort_session(model, 1, providers=CUDA, provider_options={"device_id": 0})
+    assert session.get_providers()[0] == "CUDAExecutionProvider"
+    run = ort_runtime.bound_runner(session, {"x": np.ones((1, 3, 32, 32), np.float32)}, "cuda", 0)
+    run()
+    assert [v.device_name().lower() for v in run.bound_outputs] == ["cuda"]
+    m = get_profiler("ort-cuda").measure_onnx(model)
+    assert m.n == load_device("ort-cuda").repeats and m.p10_ms <= m.median_ms <= m.p90_ms
