@@ -150,10 +150,10 @@ def test_ort_cuda_refuses_a_fallback_during_the_timed_runs(monkeypatch):
                     measure_memory=False)
 
 
-def test_ort_cpu_binds_on_the_cpu_without_syncs(monkeypatch):
+def test_ort_cpu_binds_inputs_on_the_cpu_and_outputs_by_device_without_syncs(monkeypatch):
     fake = _use(monkeypatch, _FakeOrt(["CPUExecutionProvider"]))
     ort_measure(b"model", None, threads=1, graph_optimization="all", warmup=0, repeats=50, measure_memory=False)
-    assert {d for _, d, _ in fake.log["inputs"]} == {"cpu"} and {o[1] for o in fake.log["outputs"]} == {"cpu"}
+    assert {d for _, d, _ in fake.log["inputs"]} == {"cpu"} and fake.log["outputs_by_device"] == ["y", "z"]
     assert fake.log["syncs"] == 0 and len(fake.log["runs"]) == 50
 
 
@@ -170,18 +170,20 @@ def test_the_ort_cuda_spec_carries_its_provider_options_to_the_session(monkeypat
     assert len(fake.log["runs"]) == spec.warmup + spec.repeats
 
 
-def test_real_cpu_session_preallocates_its_outputs():
-    """Real ONNX Runtime: the bound runner writes into outputs allocated once (same buffer every run)."""
+def test_outputs_bound_once_are_written_in_place_by_real_onnxruntime():
+    """Real ONNX Runtime (on CPU, the same calls as on CUDA): every run writes into the one bound buffer."""
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
     session = ort_runtime.ort_session(model, 1)
-    run = ort_runtime.bound_runner(session, {"x": np.array([[-1, 2, -3, 4]], np.float32)})
-    (out,) = run.bound_outputs
+    feed = {"x": np.array([[-1, 2, -3, 4]], np.float32)}
+    binding = session.io_binding()
+    binding.bind_cpu_input("x", feed["x"])
+    (out,) = ort_runtime.bind_outputs_once(session, binding, session.run(None, feed), "cpu")
     before = out.data_ptr()
-    run()
-    run()
+    session.run_with_iobinding(binding)
+    session.run_with_iobinding(binding)
     assert out.data_ptr() == before and out.numpy().tolist() == [[0, 2, 0, 4]]
 
 

@@ -166,13 +166,28 @@ def make_feed(session, input_shape: tuple[int, ...] | Feed | None, batch_size: i
             for inp, shape in zip(inputs, shapes)}
 
 
-def bound_runner(session, feed: Feed, device: str = "cpu", device_id: int = 0):
-    """A zero-argument run through IOBinding: inputs and outputs bound once, as OrtValues on `device`.
+def bind_outputs_once(session, binding, reference: list, device: str, device_id: int = 0) -> list:
+    """Allocate every output once on `device` (shapes and types of `reference`, one plain run's outputs)
+    and bind it, so every run writes into the same buffers; returns the OrtValues (keep them alive)."""
+    ort = _ort()
+    values = []
+    for out, value in zip(session.get_outputs(), reference):
+        array = np.asarray(value)
+        ort_value = ort.OrtValue.ortvalue_from_shape_and_type(list(array.shape), array.dtype, device, device_id)
+        binding.bind_ortvalue_output(out.name, ort_value)
+        values.append(ort_value)
+    return values
 
-    The outputs are allocated once (shapes and types from one plain run) and every timed run writes into
-    them, so neither numpy conversion nor output allocation nor a host<->device copy is timed (binding
-    moved the block-sum/end-to-end ratio on `mobile:mnist` from ~0.76 to ~0.86 and raised Kendall tau).
-    With `device="cuda"` each run waits for its outputs (the GPU work is done when it returns).
+
+def bound_runner(session, feed: Feed, device: str = "cpu", device_id: int = 0):
+    """A zero-argument run through IOBinding: inputs bound once as OrtValues on `device`.
+
+    On a GPU every output is allocated once on the device and every timed run writes into it, so neither
+    output allocation nor a host<->device copy is timed, and each run waits for its outputs (the GPU work
+    is done when it returns). On CPU outputs stay bound by device, as the shipped CPU tables were measured
+    (ONNX Runtime's arena hands out the same block each run: allocating them once changed medians by
+    0.99x-1.024x, within noise, `benchmarks/ort_output_binding.py`). Binding moved the block-sum/end-to-end
+    ratio on `mobile:mnist` from ~0.76 to ~0.86.
     """
     ort = _ort()
     binding = session.io_binding()
@@ -180,20 +195,22 @@ def bound_runner(session, feed: Feed, device: str = "cpu", device_id: int = 0):
         binding.bind_ortvalue_input(
             name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, device_id))
     reference = session.run(None, feed)
-    keep = []  # the bound OrtValues live as long as the runner
-    for out, value in zip(session.get_outputs(), reference):
-        array = np.asarray(value)
-        ort_value = ort.OrtValue.ortvalue_from_shape_and_type(list(array.shape), array.dtype, device, device_id)
-        binding.bind_ortvalue_output(out.name, ort_value)
-        keep.append(ort_value)
+    if device == "cpu":
+        for out in session.get_outputs():
+            binding.bind_output(out.name)
 
-    def run() -> None:
+        def run() -> None:
+            session.run_with_iobinding(binding)
+
+        return run
+    kept = bind_outputs_once(session, binding, reference, device, device_id)
+
+    def run_on_device() -> None:
         session.run_with_iobinding(binding)
-        if device != "cpu":
-            binding.synchronize_outputs()
+        binding.synchronize_outputs()
 
-    run.bound_outputs = keep  # type: ignore[attr-defined]
-    return run
+    run_on_device.bound_outputs = kept  # type: ignore[attr-defined]
+    return run_on_device
 
 
 def _bound_device(providers: tuple[str, ...], options: dict[str, Any] | None) -> tuple[str, int]:
