@@ -291,7 +291,7 @@ def test_idle_connections_are_dropped_and_capped():
     import socket
     import time
 
-    server = _serve(socket_timeout_s=0.5, max_connections=2)
+    server = _serve(socket_timeout_s=0.5, max_pending_connections=2)  # idle = still sending its head
     port = server.server_address[1]
     try:
         idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]

@@ -55,6 +55,7 @@ def test_cli_tensorrt_without_tensorrt_is_one_clear_line(tmp_path, capsys):
 
 def test_fp16_onnx_for_strongly_typed_engines(tmp_path):
     """The FP16 copy TensorRT 11 builds from: FP32 I/O, FP16 inside, close to the FP32 model in ORT."""
+    pytest.importorskip("onnxconverter_common")
     space = get_space("nb201")
     exp = export_onnx(space.build(space.sample(4)), space.input_shape, tmp_path / "m.onnx")
     half = to_float16(onnx.load(str(exp.path)))

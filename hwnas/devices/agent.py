@@ -1,12 +1,15 @@
-"""The on-device agent: an HTTP server that times uploaded ONNX models (needs only onnxruntime + numpy).
+"""The on-device agent: an HTTP(S) server that times uploaded models (needs only onnxruntime + numpy).
 
-Run on the target: `HWNAS_AGENT_TOKEN=T python -m hwnas.devices.agent serve --port 8765` (or `hwnas agent
-serve`; the token may also come from `--token-file`). Protocol (schema 1): `GET /info` -> host fingerprint;
-`POST /measure?threads=..&warmup=..&repeats=..&graph_optimization=..&batch_size=..&input_shape=C,H,W` with
-the ONNX bytes as body -> Measurement JSON. Every request needs `Authorization: Bearer <token>`.
+Run on the target: `HWNAS_AGENT_TOKEN=T hwnas-agent serve --port 8765` (also `python -m hwnas.devices.agent
+serve` or `hwnas agent serve`; none of the first two imports torch; the token may also come from
+`--token-file`). Off loopback it needs TLS (`--tls-self-signed DIR` or `--tls-cert/--tls-key`) unless
+`--insecure` is given. Protocol (schema 1): `GET /info` -> host fingerprint;
+`POST /measure?format=onnx&threads=..&warmup=..&repeats=..&graph_optimization=..&batch_size=..&input_shape=C,H,W`
+with the model bytes as body -> Measurement JSON. Every request needs `Authorization: Bearer <token>`.
 The agent touches nothing but the model it was sent: only self-contained ONNX protobuf is accepted (no
 pickle, no external data or other file references), inputs, repeats and time per request are capped
-(`AgentLimits`), and error messages carry no tensor contents and no host paths.
+(`AgentLimits`), a request head must be complete within `max_head_s`, and error messages carry no tensor
+contents and no host paths.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hmac
+import ipaddress
 import json
 import os
 import platform
 import re
 import socket
+import ssl
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,7 +46,7 @@ class AgentLimits:
 
     Defaults keep one request under ~1 GiB of memory (64 MiB upload, 4 Mi input elements = 16 MiB of
     float32 per feed, batch <= 64, a 640 MiB ONNX Runtime arena for the model's tensors) and the
-    measurement lock under 60 s.
+    measurement lock under 60 s; an unauthenticated connection lives at most `max_head_s`.
     """
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
@@ -50,8 +56,13 @@ class AgentLimits:
     max_warmup: int = 1000
     max_repeats: int = 1000
     max_request_s: float = 60.0
-    max_connections: int = 16
+    max_connections: int = 16  # authenticated connections at once
     socket_timeout_s: float = 10.0
+    # a request head (TLS handshake, request line, headers) must be complete within this time, however
+    # slowly its bytes trickle in; connections still sending their head are capped separately, so that
+    # token-less slow connections (slowloris) cannot take the authenticated clients' slots
+    max_head_s: float = 10.0
+    max_pending_connections: int = 64
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -218,12 +229,60 @@ def _cpus_param(q: dict[str, list[str]]) -> tuple[int, ...]:
     return cpus
 
 
-def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimits | None = None) -> dict[str, Any]:
-    """Validate a /measure request against `limits` and time the model with the shared protocol."""
-    from hwnas.devices.ort_runtime import ProfilerError, ort_measure
-    from hwnas.devices.timing import MIN_REPEATS, cpu_affinity
+@dataclass(frozen=True)
+class MeasureParams:
+    """The validated query of one /measure request (what any format's runner gets)."""
 
-    limits = limits or AgentLimits()
+    threads: int
+    warmup: int
+    repeats: int
+    batch_size: int
+    graph_optimization: str
+    input_shape: tuple[int, ...] | None
+    measure_memory: bool
+    cpus: tuple[int, ...]
+
+
+def _shape_param(query: dict[str, list[str]], batch_size: int, limits: AgentLimits) -> tuple[int, ...] | None:
+    raw = query.get("input_shape", [""])[0]
+    if not raw:
+        return None
+    try:
+        shape = tuple(int(d) for d in raw.split(","))
+    except ValueError:
+        raise AgentRequestError(400, "input_shape must be comma-separated integers, e.g. 3,32,32") from None
+    if not shape or len(shape) > 8 or any(d < 1 for d in shape):
+        raise AgentRequestError(400, "input_shape must be 1 to 8 positive integers, e.g. 3,32,32")
+    elements = batch_size
+    for d in shape:
+        elements *= d
+    if elements > limits.max_input_elements:
+        raise AgentRequestError(
+            413, f"batch_size x input_shape is {elements} input elements, above the agent's cap of "
+                 f"{limits.max_input_elements} (the operator can raise it with `serve --max-input-elements`)")
+    return shape
+
+
+def measure_params(query: dict[str, list[str]], limits: AgentLimits) -> MeasureParams:
+    """Validate the query of a /measure request against `limits`."""
+    from hwnas.devices.timing import MIN_REPEATS
+
+    batch_size = _int_param(query, "batch_size", 1, 1, limits.max_batch_size, "--max-batch-size")
+    threads = _int_param(query, "threads", 1, 1, 256)
+    warmup = _int_param(query, "warmup", 10, 0, limits.max_warmup, "--max-warmup")
+    repeats = _int_param(query, "repeats", MIN_REPEATS, MIN_REPEATS, limits.max_repeats, "--max-repeats")
+    opt = query.get("graph_optimization", ["all"])[0]
+    if opt not in GRAPH_OPT_LEVELS:
+        raise AgentRequestError(400, f"graph_optimization={opt[:40]!r} must be one of {', '.join(GRAPH_OPT_LEVELS)}")
+    shape = _shape_param(query, batch_size, limits)
+    memory = query.get("measure_memory", ["1"])[0] not in ("0", "false")
+    return MeasureParams(threads, warmup, repeats, batch_size, opt, shape, memory, _cpus_param(query))
+
+
+def _measure_onnx(body: bytes, params: MeasureParams, limits: AgentLimits) -> Any:
+    """Time self-contained ONNX bytes in ONNX Runtime (CPU) under `limits`."""
+    from hwnas.devices.ort_runtime import ProfilerError, ort_measure
+
     if not looks_like_onnx(body):
         raise AgentRequestError(415, "the body is not an ONNX model (expected ONNX protobuf bytes; pickle and "
                                      "other formats are refused)")
@@ -234,42 +293,37 @@ def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimit
     if reference:
         raise AgentRequestError(422, f"model refused: {reference}; send a self-contained model (save it without "
                                      "external data, e.g. onnx.save(model, path, save_as_external_data=False))")
-    threads = _int_param(query, "threads", 1, 1, 256)
-    warmup = _int_param(query, "warmup", 10, 0, limits.max_warmup, "--max-warmup")
-    repeats = _int_param(query, "repeats", MIN_REPEATS, MIN_REPEATS, limits.max_repeats, "--max-repeats")
-    batch_size = _int_param(query, "batch_size", 1, 1, limits.max_batch_size, "--max-batch-size")
-    opt = query.get("graph_optimization", ["all"])[0]
-    if opt not in GRAPH_OPT_LEVELS:
-        raise AgentRequestError(400, f"graph_optimization={opt[:40]!r} must be one of {', '.join(GRAPH_OPT_LEVELS)}")
-    shape = None
-    if query.get("input_shape", [""])[0]:
-        raw = query["input_shape"][0]
-        try:
-            shape = tuple(int(d) for d in raw.split(","))
-        except ValueError:
-            raise AgentRequestError(400, "input_shape must be comma-separated integers, e.g. 3,32,32") from None
-        if not shape or len(shape) > 8 or any(d < 1 for d in shape):
-            raise AgentRequestError(400, "input_shape must be 1 to 8 positive integers, e.g. 3,32,32")
-        elements = batch_size
-        for d in shape:
-            elements *= d
-        if elements > limits.max_input_elements:
-            raise AgentRequestError(
-                413, f"batch_size x input_shape is {elements} input elements, above the agent's cap of "
-                     f"{limits.max_input_elements} (the operator can raise it with `serve --max-input-elements`)")
-    memory = query.get("measure_memory", ["1"])[0] not in ("0", "false")
-    cpus = _cpus_param(query)
     try:
-        with cpu_affinity(cpus):
-            m = ort_measure(body, shape, threads=threads, graph_optimization=opt, warmup=warmup, repeats=repeats,
-                            batch_size=batch_size, measure_memory=memory, max_s=limits.max_request_s,
-                            max_input_elements=limits.max_input_elements, arena_max_bytes=limits.max_arena_bytes)
+        return ort_measure(body, params.input_shape, threads=params.threads,
+                           graph_optimization=params.graph_optimization, warmup=params.warmup,
+                           repeats=params.repeats, batch_size=params.batch_size,
+                           measure_memory=params.measure_memory, max_s=limits.max_request_s,
+                           max_input_elements=limits.max_input_elements, arena_max_bytes=limits.max_arena_bytes)
     except ProfilerError as exc:
         if "bfc_arena" in str(exc).lower() or "available memory of" in str(exc).lower():
             raise AgentRequestError(
                 413, f"the model needs more memory than the agent's cap of {limits.max_arena_bytes // 2**20} MiB "
                      "for one request's tensors (the operator can raise it with `serve --max-arena-mb`)") from None
         raise AgentRequestError(422, _safe_error(exc)) from None
+
+
+# The one place that maps a model format (`format=` of /measure) to the runner that times it: a runner
+# validates the bytes itself and returns a Measurement (ExecuTorch and LiteRT runners plug in here).
+RUNNERS: dict[str, Callable[[bytes, MeasureParams, AgentLimits], Any]] = {"onnx": _measure_onnx}
+
+
+def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimits | None = None) -> dict[str, Any]:
+    """Validate a /measure request against `limits` and time the model with the shared protocol."""
+    from hwnas.devices.timing import cpu_affinity
+
+    limits = limits or AgentLimits()
+    fmt = query.get("format", ["onnx"])[0]
+    if fmt not in RUNNERS:
+        raise AgentRequestError(400, f"format={fmt[:40]!r} is not served by this agent; it serves "
+                                     f"{', '.join(sorted(RUNNERS))}")
+    params = measure_params(query, limits)
+    with cpu_affinity(params.cpus):
+        m = RUNNERS[fmt](body, params, limits)
     return {"agent_schema": AGENT_SCHEMA_VERSION, "measurement": m.to_dict()}
 
 
@@ -310,12 +364,62 @@ class AgentHandler(BaseHTTPRequestHandler):
         expected = f"Bearer {self.token}"
         return bool(self.token) and hmac.compare_digest(got.encode(), expected.encode())
 
+    def _admit(self) -> None:
+        """The head is complete: check the token, stop the head deadline, take an authenticated slot."""
+        if not self._authorized():
+            self.close_connection = True
+            raise AgentRequestError(401, "missing or wrong token; send `Authorization: Bearer <token>`")
+        self._disarm_head_deadline()
+        if not self.server.slots.promote(self.request):
+            self.close_connection = True
+            raise AgentRequestError(503, "the agent is busy (connection cap reached); retry later")
+
+    # -- the head deadline: a whole request head (TLS handshake, request line, headers) within max_head_s
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        timer = threading.Timer(self.limits.max_head_s, self._head_expired)
+        timer.daemon = True
+        self._head_timer = timer
+        timer.start()
+
+    def _disarm_head_deadline(self) -> None:
+        timer = getattr(self, "_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        """Shut the socket down under the reading thread: its read returns and the connection ends."""
+        self.close_connection = True
+        try:
+            socket.socket.shutdown(self.request, socket.SHUT_RDWR)  # the raw socket, also under TLS
+        except OSError:
+            pass
+
+    def handle(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self._arm_head_deadline()
+            try:
+                self.request.do_handshake()
+            except (OSError, ValueError):  # not TLS, a slow or broken handshake: nothing to answer
+                return
+            finally:
+                self._disarm_head_deadline()
+        super().handle()
+
+    def handle_one_request(self) -> None:
+        self._arm_head_deadline()
+        try:
+            super().handle_one_request()
+        except OSError:  # the deadline shut the socket, or the client went away
+            self.close_connection = True
+        finally:
+            self._disarm_head_deadline()
+
     def _handle(self, method: str) -> None:
         url = urlparse(self.path)
         try:
-            if not self._authorized():
-                self.close_connection = True
-                raise AgentRequestError(401, "missing or wrong token; send `Authorization: Bearer <token>`")
+            self._admit()
             if url.path not in ("/info", "/measure"):
                 raise AgentRequestError(404, f"no endpoint {url.path[:80]}; use GET /info or POST /measure")
             if (method, url.path) not in (("GET", "/info"), ("POST", "/measure")):
@@ -352,48 +456,118 @@ class AgentHandler(BaseHTTPRequestHandler):
         self._handle("POST")
 
 
+class ConnectionSlots:
+    """Connections still sending their request head (`pending`) and authenticated ones (`active`), each
+    capped; a connection moves from pending to active once its token is checked."""
+
+    def __init__(self, active: int, pending: int) -> None:
+        self._lock = threading.Lock()
+        self.caps = {"active": int(active), "pending": int(pending)}
+        self.counts = {"active": 0, "pending": 0}
+        self._state: dict[int, str] = {}
+
+    def open(self, conn: object) -> bool:
+        with self._lock:
+            if self.counts["pending"] >= self.caps["pending"]:
+                return False
+            self.counts["pending"] += 1
+            self._state[id(conn)] = "pending"
+            return True
+
+    def promote(self, conn: object) -> bool:
+        with self._lock:
+            state = self._state.get(id(conn))
+            if state == "active":
+                return True
+            if state is None or self.counts["active"] >= self.caps["active"]:
+                return False
+            self.counts["pending"] -= 1
+            self.counts["active"] += 1
+            self._state[id(conn)] = "active"
+            return True
+
+    def close(self, conn: object) -> None:
+        with self._lock:
+            state = self._state.pop(id(conn), None)
+            if state is not None:
+                self.counts[state] -= 1
+
+
+_BUSY = json.dumps({"error": "the agent is busy (connection cap reached); retry later", "status": 503}).encode()
+
+
 class AgentServer(ThreadingHTTPServer):
-    """A threading HTTP server with a cap on simultaneous connections (extra ones get a JSON 503)."""
+    """A threading HTTP(S) server with caps on simultaneous connections (extra ones get a JSON 503).
+
+    With `tls`, accepted sockets are wrapped without a handshake; the handler thread does the handshake
+    under the head deadline (a slow handshake never blocks the accepting thread).
+    """
 
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
-        self._slots = threading.BoundedSemaphore(max_connections)
+    def __init__(self, address: tuple[str, int], handler: type, limits: AgentLimits,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.slots = ConnectionSlots(limits.max_connections, limits.max_pending_connections)
+        self.tls = tls
         super().__init__(address, handler)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
     def process_request(self, request: socket.socket, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            body = json.dumps({"error": "the agent is busy (connection cap reached); retry later",
-                               "status": 503}).encode()
-            try:
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-            except OSError:
-                pass
+        if not self.slots.open(request):
+            if self.tls is None:  # under TLS a plain answer would be garbage to the client: just close
+                try:
+                    request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                    + f"Content-Length: {len(_BUSY)}\r\nConnection: close\r\n\r\n".encode() + _BUSY)
+                except OSError:
+                    pass
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self.slots.close(request)
             raise
 
     def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self.slots.close(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke (reset, bad TLS) is the client's business: one line, no traceback."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            print(f"hwnas agent: a connection from {client_address[0]} failed: {type(exc).__name__}",
+                  file=sys.stderr)
 
 
 class AgentSetupError(ValueError):
     """The agent cannot start with the given host, port, token or limits."""
 
 
+def _loopback(sockaddr_host: str) -> bool:
+    try:
+        return ipaddress.ip_address(sockaddr_host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def make_server(host: str = LOOPBACK, port: int = 0, token: str = "",
                 max_upload_bytes: int | None = None, quiet: bool = False,
-                limits: AgentLimits | None = None) -> AgentServer:
-    """A ready-to-serve agent (port 0 picks a free port: read `server.server_address`)."""
+                limits: AgentLimits | None = None, tls: ssl.SSLContext | None = None,
+                insecure: bool = False) -> AgentServer:
+    """A ready-to-serve agent (port 0 picks a free port: read `server.server_address`).
+
+    A non-loopback address needs `tls` (a server context, see `hwnas.devices.tls`) or `insecure=True`:
+    without TLS the token and the models cross the network in clear.
+    """
     if not token:
         raise AgentSetupError(f"the agent needs a token: set {TOKEN_ENV} or pass --token-file (or --token)")
     limits = limits or AgentLimits()
@@ -404,29 +578,44 @@ def make_server(host: str = LOOPBACK, port: int = 0, token: str = "",
     handler = type("BoundAgentHandler", (AgentHandler,),
                    {"token": token, "limits": limits, "quiet": quiet, "timeout": limits.socket_timeout_s})
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
         raise AgentSetupError(f"--host {host!r} is not an address of this machine ({exc.strerror}); "
                               f"use {LOOPBACK} (default), ::1 or 0.0.0.0") from None
+    if tls is None and not insecure and not _loopback(str(sockaddr[0])):
+        raise AgentSetupError(f"--host {host} is reachable from the network and the token and models would cross "
+                              "it in clear: add --tls-self-signed DIR (or --tls-cert/--tls-key), or --insecure "
+                              "on a network you trust")
     server_cls = type("BoundAgentServer", (AgentServer,), {"address_family": family})
     try:
-        return server_cls((host, port), handler, limits.max_connections)
+        return server_cls((host, port), handler, limits, tls)
     except OSError as exc:
         raise AgentSetupError(f"cannot listen on {host} port {port}: {exc.strerror or exc}; "
                               "pick another --port or --host") from None
 
 
 def serve(host: str, port: int, token: str, max_upload_bytes: int | None = None,
-          quiet: bool = False, limits: AgentLimits | None = None) -> None:
-    """Serve until interrupted."""
-    server = make_server(host, port, token, max_upload_bytes, quiet, limits)
+          quiet: bool = False, limits: AgentLimits | None = None,
+          tls_files: tuple[str, str] | None = None, insecure: bool = False) -> None:
+    """Serve until interrupted; `tls_files` = (certificate, key) PEM paths serve HTTPS."""
+    from hwnas.devices.tls import certificate_fingerprint, server_context
+
+    tls = server_context(*tls_files) if tls_files else None
+    server = make_server(host, port, token, max_upload_bytes, quiet, limits, tls, insecure)
     h, p = server.server_address[:2]
-    if host not in LOOPBACK_HOSTS:
-        print(f"hwnas agent: warning: listening on {h}, reachable from the network (token-protected)",
-              file=sys.stderr)
+    shown = f"[{h}]" if ":" in h else h
     lim = server.RequestHandlerClass.limits
-    print(f"hwnas agent: serving on http://{h}:{p} (max upload {lim.max_upload_bytes} bytes, "
-          f"{lim.max_request_s:g} s per request, {lim.max_connections} connections)", file=sys.stderr, flush=True)
+    if tls is not None:
+        how = (f"https://{shown}:{p} with TLS; certificate SHA-256 fingerprint {certificate_fingerprint(tls_files[0])} "
+               "(put it in the device spec as tls_fingerprint)")
+    elif _loopback(h):
+        how = f"http://{shown}:{p} without TLS, loopback only"
+    else:
+        how = (f"http://{shown}:{p} WITHOUT TLS (--insecure): the token and the models cross the network in "
+               "clear")
+    print(f"hwnas agent: serving on {how} (max upload {lim.max_upload_bytes} bytes, {lim.max_request_s:g} s per "
+          f"request, {lim.max_connections} connections, {lim.max_head_s:g} s per request head)",
+          file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -445,6 +634,8 @@ _LIMIT_FLAGS = {  # flag -> (AgentLimits field, type, unit scale)
     "--max-request-s": ("max_request_s", float, 1),
     "--max-connections": ("max_connections", int, 1),
     "--socket-timeout-s": ("socket_timeout_s", float, 1),
+    "--max-head-s": ("max_head_s", float, 1),
+    "--max-pending-connections": ("max_pending_connections", int, 1),
 }
 
 
@@ -457,6 +648,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     for flag, (name, kind, scale) in _LIMIT_FLAGS.items():
         default = getattr(defaults, name) / scale
         p.add_argument(flag, type=kind, default=kind(default), help=f"per-request cap (default {kind(default):g})")
+    tls = p.add_argument_group("TLS (needed off loopback unless --insecure)")
+    tls.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS with (needs --tls-key)")
+    tls.add_argument("--tls-key", help="the certificate's unencrypted PEM private key")
+    tls.add_argument("--tls-self-signed", metavar="DIR",
+                     help="serve HTTPS with a self-signed certificate kept in DIR (created with openssl once, "
+                          "then reused); clients pin the fingerprint printed at start-up")
+    tls.add_argument("--insecure", action="store_true",
+                     help="allow plain HTTP on a non-loopback address (token and models in clear)")
     p.add_argument("--quiet", action="store_true", help="do not log requests")
 
 
@@ -491,19 +690,36 @@ def limits_from_args(args: argparse.Namespace) -> AgentLimits:
     return AgentLimits(**values)
 
 
+def _tls_files(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(certificate, key) from the TLS flags, creating the self-signed pair where asked; None: plain HTTP."""
+    from hwnas.devices.tls import self_signed
+
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        raise AgentSetupError("pass either --tls-self-signed DIR or --tls-cert/--tls-key, not both")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise AgentSetupError("--tls-cert and --tls-key go together: pass both (or --tls-self-signed DIR)")
+    if args.tls_self_signed:
+        cert, key = self_signed(args.tls_self_signed)
+        return str(cert), str(key)
+    return (args.tls_cert, args.tls_key) if args.tls_cert else None
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    from hwnas.devices.tls import TlsError
+
     try:
         token = _token(args)
         limits = limits_from_args(args)
-        serve(args.host, args.port, token, quiet=args.quiet, limits=limits)
-    except AgentSetupError as exc:
+        serve(args.host, args.port, token, quiet=args.quiet, limits=limits, tls_files=_tls_files(args),
+              insecure=args.insecure)
+    except (AgentSetupError, TlsError) as exc:
         print(f"hwnas agent: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hwnas.devices.agent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="hwnas-agent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_serve_arguments(sub.add_parser("serve", help="serve the measurement agent"))
     return run_serve(parser.parse_args(argv))

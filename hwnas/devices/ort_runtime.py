@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -55,13 +56,62 @@ def _capped_arena(max_bytes: int) -> None:
         raise ProfilerError(f"this process already capped the ONNX Runtime arena at {_ENV_ARENA_BYTES[0]} bytes")
 
 
+_PROVIDER_LIBS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt",
+                  "ROCMExecutionProvider": "rocm"}
+
+
+def _why_provider_failed(provider: str) -> str:
+    """Why ONNX Runtime could not load `provider`: the shared library its provider plug-in misses (found by
+    loading the plug-in as ONNX Runtime does), else no usable device."""
+    import ctypes
+    from pathlib import Path
+
+    kind = _PROVIDER_LIBS.get(provider)
+    if kind is None:
+        return f"{provider} did not load"
+    plugin = Path(_ort().__file__).parent / "capi" / f"libonnxruntime_providers_{kind}.so"
+    if not plugin.exists():
+        return f"this onnxruntime has no {provider} plug-in ({plugin.name}); install onnxruntime-gpu"
+    try:
+        ctypes.CDLL(str(plugin))
+    except OSError as exc:
+        missing = re.search(r"(lib[\w.+-]+\.so[\d.]*)", str(exc).replace(plugin.name, ""))
+        name = missing.group(1) if missing else str(exc)[:200]
+        return (f"the library {name} cannot be loaded; install the CUDA/cuDNN versions this onnxruntime-gpu "
+                "needs (https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html) or put "
+                "them on LD_LIBRARY_PATH")
+    return "its libraries load but it found no usable device (driver, or device_id out of range)"
+
+
+def check_providers(session, providers: tuple[str, ...]) -> None:
+    """Raise DeviceUnavailableError unless the session really runs on the first provider asked for.
+
+    ONNX Runtime lists an installed provider as available even when its libraries fail to load, and then
+    falls back to the next provider silently: CPU numbers would be stored as CUDA numbers.
+    """
+    actual = list(session.get_providers())
+    if providers[0] not in actual:
+        raise DeviceUnavailableError(
+            f"ONNX Runtime fell back to {', '.join(actual) or 'no provider'} because {providers[0]} did not "
+            f"load: {_why_provider_failed(providers[0])}")
+
+
+def _provider_list(providers: tuple[str, ...], options: dict[str, Any] | None) -> list:
+    """The providers for InferenceSession; `options` (values as strings, as ORT wants) go to the first."""
+    if not options:
+        return list(providers)
+    return [(providers[0], {k: str(v) for k, v in options.items()}), *providers[1:]]
+
+
 def ort_session(model_bytes: bytes, threads: int, graph_optimization: str = "all",
                 providers: tuple[str, ...] = ("CPUExecutionProvider",), arena: bool = True,
-                arena_max_bytes: int | None = None):
+                arena_max_bytes: int | None = None, provider_options: dict[str, Any] | None = None):
     """An InferenceSession with fixed threads (inter-op 1, sequential) and the given optimization level.
 
     `arena_max_bytes` (CPU only) makes the session allocate its tensors from a process-wide arena of at
     most that many bytes: a model needing more fails to run instead of growing the process.
+    `provider_options` go to the first provider. The session is checked to run on that provider (no
+    silent CPU fallback) and ONNX Runtime's run-time fallback to CPU is switched off.
     """
     ort = _ort()
     so = ort.SessionOptions()
@@ -77,9 +127,14 @@ def ort_session(model_bytes: bytes, threads: int, graph_optimization: str = "all
         so.enable_mem_pattern = False
     so.log_severity_level = 3
     try:
-        return ort.InferenceSession(model_bytes, sess_options=so, providers=list(providers))
+        session = ort.InferenceSession(model_bytes, sess_options=so,
+                                       providers=_provider_list(providers, provider_options))
     except Exception as exc:  # noqa: BLE001 - ORT raises several types for a bad model
         raise ProfilerError(f"ONNX Runtime could not load the model: {str(exc).strip()[:500]}") from None
+    check_providers(session, providers)
+    if hasattr(session, "disable_fallback"):
+        session.disable_fallback()
+    return session
 
 
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -111,44 +166,65 @@ def make_feed(session, input_shape: tuple[int, ...] | Feed | None, batch_size: i
             for inp, shape in zip(inputs, shapes)}
 
 
-def bound_runner(session, feed: Feed, device: str = "cpu"):
-    """A zero-argument run through IOBinding: inputs bound once as OrtValues, outputs left in ORT memory.
+def bind_outputs_once(session, binding, reference: list, device: str, device_id: int = 0) -> list:
+    """Allocate every output once on `device` (shapes and types of `reference`, one plain run's outputs)
+    and bind it, so every run writes into the same buffers; returns the OrtValues (keep them alive)."""
+    ort = _ort()
+    values = []
+    for out, value in zip(session.get_outputs(), reference):
+        array = np.asarray(value)
+        ort_value = ort.OrtValue.ortvalue_from_shape_and_type(list(array.shape), array.dtype, device, device_id)
+        binding.bind_ortvalue_output(out.name, ort_value)
+        values.append(ort_value)
+    return values
 
-    This keeps numpy conversion and output copies out of the timing, which matters for small blocks
-    (it moved the block-sum/end-to-end ratio on `mobile:mnist` from ~0.76 to ~0.86 and raised Kendall tau).
-    With `device="cuda"` inputs are copied to the GPU once and outputs stay there, so no host<->device
-    copy is timed; each run waits for its outputs (the GPU work is done when it returns).
+
+def bound_runner(session, feed: Feed, device: str = "cpu", device_id: int = 0):
+    """A zero-argument run through IOBinding: inputs bound once as OrtValues on `device`.
+
+    On a GPU every output is allocated once on the device and every timed run writes into it, so neither
+    output allocation nor a host<->device copy is timed, and each run waits for its outputs (the GPU work
+    is done when it returns). On CPU outputs stay bound by device, as the shipped CPU tables were measured
+    (ONNX Runtime's arena hands out the same block each run: allocating them once changed medians by
+    0.99x-1.024x, within noise, `benchmarks/ort_output_binding.py`). Binding moved the block-sum/end-to-end
+    ratio on `mobile:mnist` from ~0.76 to ~0.86.
     """
-    import onnxruntime as ort
-
+    ort = _ort()
     binding = session.io_binding()
     for name, value in feed.items():
-        array = np.ascontiguousarray(value)
-        ort_value = (ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0) if device == "cuda"
-                     else ort.OrtValue.ortvalue_from_numpy(array))
-        binding.bind_ortvalue_input(name, ort_value)
-    for out in session.get_outputs():
-        if device == "cuda":
-            binding.bind_output(out.name, "cuda", 0)
-        else:
+        binding.bind_ortvalue_input(
+            name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, device_id))
+    reference = session.run(None, feed)
+    if device == "cpu":
+        for out in session.get_outputs():
             binding.bind_output(out.name)
 
-    if device == "cuda":
-        def run() -> None:
-            session.run_with_iobinding(binding)
-            binding.synchronize_outputs()
-    else:
         def run() -> None:
             session.run_with_iobinding(binding)
 
-    return run
+        return run
+    kept = bind_outputs_once(session, binding, reference, device, device_id)
+
+    def run_on_device() -> None:
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+
+    run_on_device.bound_outputs = kept  # type: ignore[attr-defined]
+    return run_on_device
+
+
+def _bound_device(providers: tuple[str, ...], options: dict[str, Any] | None) -> tuple[str, int]:
+    """Where a session's inputs and outputs live: ("cuda", device_id) under the CUDA provider, else CPU."""
+    if providers[0] == "CUDAExecutionProvider":
+        return "cuda", int((options or {}).get("device_id", 0))
+    return "cpu", 0
 
 
 def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, *, threads: int,
                 graph_optimization: str, warmup: int, repeats: int, batch_size: int = 1,
                 providers: tuple[str, ...] = ("CPUExecutionProvider",), measure_memory: bool = True,
                 max_s: float | None = None, max_input_elements: int | None = None,
-                arena_max_bytes: int | None = None) -> Measurement:
+                arena_max_bytes: int | None = None, provider_options: dict[str, Any] | None = None) -> Measurement:
     """Time an ONNX model in ONNX Runtime; memory from a second, arena-off session's peak RSS.
 
     `max_s` caps the seconds spent holding the measurement lock (checked between runs);
@@ -157,11 +233,11 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
     """
     with measurement_lock():
         deadline = None if max_s is None else time.perf_counter() + max_s
-        session = ort_session(model_bytes, threads, graph_optimization, providers, arena_max_bytes=arena_max_bytes)
+        session = ort_session(model_bytes, threads, graph_optimization, providers, arena_max_bytes=arena_max_bytes,
+                              provider_options=provider_options)
         feed = make_feed(session, input_shape, batch_size, max_input_elements)
         try:
-            session.run(None, feed)
-            run = bound_runner(session, feed, "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu")
+            run = bound_runner(session, feed, *_bound_device(providers, provider_options))
         except Exception as exc:  # noqa: BLE001
             raise ProfilerError(f"ONNX Runtime failed to run the model: {str(exc).strip()[:500]}") from None
         try:
@@ -171,6 +247,7 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
                                 "lower repeats/warmup or the model size") from None
         except Exception as exc:  # noqa: BLE001 - e.g. the capped arena ran out on a bound run
             raise ProfilerError(f"ONNX Runtime failed to run the model: {str(exc).strip()[:500]}") from None
+        check_providers(session, providers)  # still on the provider asked for after the timed runs
         session = None  # free the timed session before the memory pass
         memory: dict[str, Any] = {}
         if measure_memory and "CPUExecutionProvider" == providers[0]:

@@ -128,7 +128,8 @@ class OrtProfiler(Profiler):
         with self.conditions():
             return ort_measure(read_onnx(model), input_shape, threads=s.threads,
                                graph_optimization=s.graph_optimization, warmup=s.warmup, repeats=s.repeats,
-                               batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory)
+                               batch_size=s.batch_size, providers=self.providers, measure_memory=s.measure_memory,
+                               provider_options=s.provider_options)
 
     def layout(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> BlockLayout | None:
         """NCHW or NCHWc at the block's input and output (CPU provider; its optimizer picks NCHWc)."""

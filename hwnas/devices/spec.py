@@ -41,9 +41,12 @@ class DeviceSpec:
     # (runs a busy neighbour did not interrupt; on a shared machine it repeats far better than the median)
     statistic: str = "median"
     providers: tuple[str, ...] = ()
+    # options of the first provider (ONNX Runtime), e.g. {device_id: 0, cudnn_conv_algo_search: EXHAUSTIVE}
+    provider_options: dict[str, Any] = field(default_factory=dict, hash=False)
     host: str = ""
     port: int = 0
     token_env: str = "HWNAS_AGENT_TOKEN"
+    tls_fingerprint: str = ""  # remote: SHA-256 of the agent's certificate (it prints it), or "insecure"
     timeout_s: float = 120.0
     max_upload_bytes: int = 64 * 1024 * 1024
     description: str = ""
@@ -100,6 +103,8 @@ class DeviceSpec:
         }
         if self.statistic != "median":
             out["statistic"] = self.statistic
+        if self.provider_options:
+            out["provider_options"] = dict(sorted(self.provider_options.items()))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,13 +177,20 @@ def device_from_dict(data: Any, source: str = "") -> DeviceSpec:
         if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
             raise ConfigError(f"{where}: cpus must be a list of core numbers, e.g. [1], got {cpus!r}")
         kwargs["cpus"] = tuple(cpus)
+    if "provider_options" in kwargs:
+        opts = kwargs["provider_options"] or {}
+        if not isinstance(opts, dict) or not all(
+                isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in opts.items()):
+            raise ConfigError(f"{where}: provider_options must map option names to scalars, e.g. "
+                              f"{{device_id: 0}}, got {opts!r}")
+        kwargs["provider_options"] = dict(opts)
     types = {"threads": int, "batch_size": int, "warmup": int, "repeats": int, "port": int,
              "max_upload_bytes": int, "timeout_s": float}
     for key, kind in types.items():
         if key in kwargs:
             kwargs[key] = typed(kwargs[key], kind, key, where)
     for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description",
-                "statistic"):
+                "statistic", "tls_fingerprint"):
         if key in kwargs and not isinstance(kwargs[key], str):
             raise ConfigError(f"{where}: {key} must be a string, got {kwargs[key]!r}")
     if "measure_memory" in kwargs and not isinstance(kwargs["measure_memory"], bool):

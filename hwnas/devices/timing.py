@@ -131,6 +131,11 @@ def _lock_path() -> Path:
     return Path(os.environ.get("HWNAS_MEASURE_LOCK", Path(tempfile.gettempdir()) / "hwnas-measure.lock"))
 
 
+def lock_held() -> bool:
+    """Whether this thread holds the measurement lock (what every timed run must hold)."""
+    return getattr(_depth, "n", 0) > 0
+
+
 @contextlib.contextmanager
 def measurement_lock() -> Iterator[None]:
     """Exclusive across threads and processes of this host (an flock on a lock file); re-entrant."""

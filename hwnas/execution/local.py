@@ -7,6 +7,7 @@ parent process changes (every platform; within WATCHDOG_S seconds).
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
@@ -17,7 +18,42 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hwnas.errors import HwnasError
 from hwnas.execution.base import Executor, Outcome, describe
+
+
+class MainGuardError(HwnasError):
+    """Worker processes would re-run the user's script: it starts work at import time."""
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """`__name__ == "__main__"` (either order)."""
+    if not isinstance(test, ast.Compare) or len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+
+
+def unguarded_main_script() -> str | None:
+    """The running script's path when spawned workers would re-run it (no top-level
+    `if __name__ == "__main__":`), else None. Mirrors multiprocessing's spawn: a package's `__main__`
+    (`python -m pkg`), an interactive session and `python -c` are never re-run."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and (spec.name == "__main__" or spec.name.endswith(".__main__")):
+        return None
+    path = getattr(main, "__file__", None)
+    if not path or not str(path).endswith(".py") or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), str(path))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    if any(isinstance(node, ast.If) and _is_main_test(node.test) for node in tree.body):
+        return None
+    return str(path)
 
 
 class InlineExecutor(Executor):
@@ -99,6 +135,11 @@ class ProcessExecutor(Executor):
 
     def _ensure(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
+            script = unguarded_main_script()
+            if script is not None:
+                raise MainGuardError(
+                    f"{script} starts worker processes at import time, and each worker re-imports it (spawn): "
+                    'put the code that runs the search under `if __name__ == "__main__":`, or use workers=1')
             self._pool = cf.ProcessPoolExecutor(
                 self.workers, mp_context=mp.get_context("spawn"),
                 initializer=_init_worker, initargs=(self.threads, os.getpid()),

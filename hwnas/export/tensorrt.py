@@ -135,6 +135,21 @@ def _trt():
     return trt
 
 
+def _fp16_copy(onnx_path: Path) -> Path:
+    """The FP16 model a strongly-typed FP16 engine is built from, checked against the FP32 model in ORT."""
+    import onnx
+
+    from hwnas.export.fp16 import check_fp16_parity, to_float16
+    from hwnas.export.parity import ort_session
+
+    model32 = onnx.load(str(onnx_path))
+    model16 = to_float16(model32)
+    check_fp16_parity(model32, model16, parity_feeds(ort_session(onnx_path), None, 2, 0))
+    source = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
+    onnx.save_model(model16, str(source))
+    return source
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool = False,
                  workspace_mib: int = 1024, max_batch: int = 8, probe: TrtProbe | None = None) -> TrtEngine:
     """Parse the ONNX file and build a serialized engine with the installed TensorRT (10 or 11)."""
@@ -151,12 +166,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     )
     source = onnx_path
     if fp16 and not use_flag:
-        import onnx
-
-        from hwnas.export.fp16 import to_float16
-
-        source = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
-        onnx.save_model(to_float16(onnx.load(str(onnx_path))), str(source))
+        source = _fp16_copy(onnx_path)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -193,21 +203,36 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
 
 
 class TrtRunner:
-    """Runs a serialized engine on CUDA through torch tensors (no pycuda needed)."""
+    """Runs a serialized engine on CUDA through torch tensors (no pycuda needed).
+
+    Every input and output of the engine is bound by name; `time` binds once and times with the device
+    spec's protocol (warm-up, repeats, the measurement lock; host wall time from launch to the stream's
+    synchronize, as ONNX Runtime CUDA is timed), so TensorRT and ORT CUDA numbers compare.
+    """
 
     def __init__(self, engine_path: str | Path, probe: TrtProbe | None = None) -> None:
         require_tensorrt(probe)
         import torch
 
         trt = _trt()
-        self.torch = torch
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
+        engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if engine is None:
             raise ExportError(f"TensorRT could not load the engine {engine_path}; rebuild it with this TensorRT")
-        self.context = self.engine.create_execution_context()
-        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self._setup(engine, trt, torch)
+
+    @classmethod
+    def from_engine(cls, engine: Any, trt: Any, torch: Any) -> TrtRunner:
+        """A runner of a deserialized engine with the given `tensorrt` and `torch` modules."""
+        runner = cls.__new__(cls)
+        runner._setup(engine, trt, torch)
+        return runner
+
+    def _setup(self, engine: Any, trt: Any, torch: Any) -> None:
+        self.engine, self.torch = engine, torch
+        self.context = engine.create_execution_context()
+        self.names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        self.inputs = [n for n in self.names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in self.names if n not in self.inputs]
         self._dtypes = {
             trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
@@ -215,69 +240,107 @@ class TrtRunner:
         }
         self.stream = torch.cuda.Stream()
 
-    def _bind(self, x: np.ndarray):
-        """Copy the input and allocate outputs on the engine's own stream, so the copy is ordered before
-        the execution (one stream: no copy on the default stream racing the engine)."""
-        torch = self.torch
-        name = self.inputs[0]
-        dtype = self._dtypes[self.engine.get_tensor_dtype(name)]
+    def _dtype(self, name: str):
+        dtype = self.engine.get_tensor_dtype(name)
+        if dtype not in self._dtypes:
+            raise ExportError(f"the engine's tensor {name!r} has type {dtype}, which hwnas cannot bind")
+        return self._dtypes[dtype]
+
+    def _feed(self, inputs: Any) -> dict[str, np.ndarray]:
+        feed = inputs if isinstance(inputs, dict) else {self.inputs[0]: inputs} if len(self.inputs) == 1 else None
+        if feed is None or set(feed) != set(self.inputs):
+            raise ExportError(f"the engine has inputs {', '.join(self.inputs)}: pass one array per input by name")
+        return feed
+
+    def bind(self, inputs: Any) -> dict[str, Any]:
+        """Copy every input to the GPU and allocate every output once, on the engine's stream (the copies
+        are ordered before the execution); the context holds their addresses until the next bind."""
+        torch, feed, tensors = self.torch, self._feed(inputs), {}
         with torch.cuda.stream(self.stream):
-            xt = torch.from_numpy(x).to("cuda", dtype=dtype, non_blocking=False).contiguous()
-            self.context.set_input_shape(name, tuple(xt.shape))
-            self.context.set_tensor_address(name, xt.data_ptr())
-            outs = []
-            for out in self.outputs:
-                shape = tuple(self.context.get_tensor_shape(out))
-                t = torch.empty(shape, dtype=self._dtypes[self.engine.get_tensor_dtype(out)], device="cuda")
-                self.context.set_tensor_address(out, t.data_ptr())
-                outs.append(t)
-        return xt, outs
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        _keep, outs = self._bind(x)
-        self.context.execute_async_v3(self.stream.cuda_stream)
+            for name in self.inputs:
+                t = torch.from_numpy(np.ascontiguousarray(feed[name])).to("cuda", dtype=self._dtype(name))
+                tensors[name] = t.contiguous()
+                self.context.set_input_shape(name, tuple(tensors[name].shape))
+                self.context.set_tensor_address(name, tensors[name].data_ptr())
+            for name in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                tensors[name] = torch.empty(shape, dtype=self._dtype(name), device="cuda")
+                self.context.set_tensor_address(name, tensors[name].data_ptr())
         self.stream.synchronize()
-        with self.torch.cuda.stream(self.stream):
-            return outs[0].float().cpu().numpy()
+        return tensors
 
-    def time(self, x: np.ndarray, warmup: int = 10, repeats: int = 100):
-        """Latency of one execution (CUDA events on the engine's stream) as a Measurement."""
-        from hwnas.devices.timing import summarize
-
-        torch = self.torch
-        _keep, _outs = self._bind(x)
-        for _ in range(warmup):
-            self.context.execute_async_v3(self.stream.cuda_stream)
+    def _execute(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise ExportError("TensorRT failed to execute the engine; see its log above")
         self.stream.synchronize()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(self.stream)
-            self.context.execute_async_v3(self.stream.cuda_stream)
-            end.record(self.stream)
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return summarize(times, warmup)
+
+    def run(self, inputs: Any) -> dict[str, np.ndarray]:
+        """Every output (as float32 numpy) of one execution on `inputs` (an array, or arrays by input name)."""
+        tensors = self.bind(inputs)
+        self._execute()
+        return {name: tensors[name].float().cpu().numpy() for name in self.outputs}
+
+    def time(self, inputs: Any, spec: Any = None, *, warmup: int | None = None, repeats: int | None = None):
+        """Latency of one execution as a Measurement, with the protocol of a device spec (default
+        `ort-cuda`): its warm-up, repeats (>= the protocol's minimum) and statistic, under the lock."""
+        from hwnas.devices.spec import MIN_REPEATS, load_device
+        from hwnas.devices.timing import measurement_lock, summarize, time_runs
+
+        spec = load_device(spec or "ort-cuda")
+        warmup = spec.warmup if warmup is None else int(warmup)
+        repeats = spec.repeats if repeats is None else int(repeats)
+        if repeats < MIN_REPEATS or warmup < 0:
+            raise ExportError(f"TensorRT timing needs warmup >= 0 and repeats >= {MIN_REPEATS}, got {warmup}, {repeats}")
+        with measurement_lock():
+            bound = self.bind(inputs)  # bound once: the timed runs only execute (`bound` keeps the buffers)
+            times = time_runs(self._execute, warmup, repeats)
+        del bound
+        return summarize(times, warmup, extra={"statistic": spec.statistic, "protocol": spec.name})
+
+
+def parity_feeds(session, input_shape, n_inputs: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """`n_inputs` random feeds for every input of an ORT session: the first input has `input_shape` (batch 1
+    when it has 3 dims; None: the model's own), the others their shape with dynamic dims set to 1."""
+    from hwnas.devices.ort_runtime import _ORT_DTYPES
+
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(n_inputs):
+        feed = {}
+        for i, inp in enumerate(session.get_inputs()):
+            if i == 0 and input_shape is not None:
+                shape = tuple(int(d) for d in input_shape)
+                shape = (1, *shape) if len(shape) == 3 else shape
+            else:
+                shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in inp.shape)
+            feed[inp.name] = rng.standard_normal(shape).astype(_ORT_DTYPES.get(inp.type, np.float32))
+        feeds.append(feed)
+    return feeds
 
 
 def compare_with_ort(engine_path: str | Path, onnx_path: str | Path, input_shape, *, atol: float,
-                     n_inputs: int = 3, seed: int = 0, probe: TrtProbe | None = None) -> dict[str, Any]:
-    """Max abs diff between the engine and ONNX Runtime CPU (FP32 ONNX) on random inputs."""
-    from hwnas.export.parity import ort_session, random_inputs
+                     n_inputs: int = 3, seed: int = 0, probe: TrtProbe | None = None,
+                     runner: TrtRunner | None = None) -> dict[str, Any]:
+    """Max abs diff over every output between the engine and ONNX Runtime CPU (FP32 ONNX) on random
+    inputs (every input fed)."""
+    from hwnas.export.parity import ort_session
 
-    runner = TrtRunner(engine_path, probe)
+    runner = runner or TrtRunner(engine_path, probe)
     sess = ort_session(onnx_path)
-    name = sess.get_inputs()[0].name
-    worst = 0.0
-    for x in random_inputs(input_shape, n_inputs, seed):
-        ref = sess.run(None, {name: x})[0]
-        got = runner.run(x)
-        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - ref))))
+    names = [o.name for o in sess.get_outputs()]
+    worst, where = 0.0, names[0]
+    for feed in parity_feeds(sess, input_shape, n_inputs, seed):
+        got = runner.run(feed)
+        for name, ref in zip(names, sess.run(None, feed)):
+            if name not in got:
+                raise ParityError(f"the TensorRT engine has no output {name!r} (outputs: {', '.join(got)})")
+            diff = float(np.max(np.abs(got[name].astype(np.float64) - ref))) if ref.size else 0.0
+            worst, where = (diff, name) if diff > worst else (worst, where)
     result = {"max_abs_diff": worst, "atol": atol, "n_inputs": n_inputs, "passed": worst <= atol,
-              "reference": "onnxruntime CPUExecutionProvider (FP32)"}
+              "outputs": names, "reference": "onnxruntime CPUExecutionProvider (FP32)"}
     if worst > atol:
         raise ParityError(
-            f"TensorRT engine output differs from ONNX Runtime by {worst:.3g} > {atol:g}; "
+            f"TensorRT engine output {where!r} differs from ONNX Runtime by {worst:.3g} > {atol:g}; "
             "rebuild without --fp16 or report the model"
         )
     return result
