@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hwnas.execution.base import Executor, Outcome, describe
+from hwnas.execution.base import Executor, Outcome, check_workers, describe
 
 
 class InlineExecutor(Executor):
@@ -91,7 +91,7 @@ class ProcessExecutor(Executor):
     name = "local"
 
     def __init__(self, workers: int = 1, threads_per_worker: int | None = None) -> None:
-        self.workers = max(1, int(workers))
+        self.workers = check_workers(workers, "executor local")
         cores = os.cpu_count() or 1
         self.threads = threads_per_worker or max(1, cores // self.workers)
         self._pool: cf.ProcessPoolExecutor | None = None
