@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from hwnas.devices import load_device
 from hwnas.latency.builder import build_table
 
 SPACES = ("mobile:mnist", "mobile:cifar", "mobile:imagenet", "nb201:cifar10", "nb201:cifar100", "nb201:imagenet16")
@@ -26,7 +27,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for space in args.spaces.split(","):
             start = time.perf_counter()
-            table = build_table(args.device, space, Path(tmp) / f"{space.replace(':', '-')}.json",
+            table = build_table(load_device(args.device), space, Path(tmp) / f"{space.replace(':', '-')}.json",
                                 progress=False, rounds=args.rounds)
             rows.append({"space": space, "blocks": len(table), "rounds": args.rounds,
                          "profile_s": round(time.perf_counter() - start, 1)})

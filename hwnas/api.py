@@ -97,7 +97,7 @@ def search(
         "constraints": list(constraints), "latency_table": _table(latency_table), "strategy": strategy,
         "budget": budget, "seed": seed, "dataset": _dataset(data) if evaluate is None else None,
         "train": dict(train or {}),
-        "executor": {"name": "inline"} if workers <= 1 else {"name": "local", "workers": workers},
+        "executor": {"name": "inline" if workers == 1 else "local", "workers": workers},
     }, "python api")
     return execute_recipe(recipe, storage, run_name=name, resume=resume, progress=progress,
                           evaluate=evaluate).run

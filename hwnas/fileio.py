@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hwnas.config import typed  # noqa: F401 - re-exported: the schema layer owns type checks
 from hwnas.errors import ConfigError, HwnasError
 
 # Built-in data folders: top-level folders of the source tree, shipped in the wheel as hwnas/_data/<kind>.
@@ -74,22 +76,6 @@ def csv_number(row: dict[str, str], column: str, where: str, positive: bool = Fa
     return value
 
 
-_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
-          list: "a list"}
-
-
-def typed(value: Any, kind: type, name: str, where: str) -> Any:
-    """`value` if it has the type `kind` (an int is a float too; a bool is neither), else a ConfigError
-    naming the field, the expected type and the file."""
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok:
-        raise ConfigError(f"{where}: {name} must be {_KINDS.get(kind, kind.__name__)}, "
-                          f"got {value!r} ({type(value).__name__})")
-    return float(value) if kind is float else value
-
-
 def check_output_path(path: str | os.PathLike[str], what: str, folder: bool = False) -> Path:
     """Fail before any work when `path` cannot be written: a file (or, with `folder`, a folder) whose
     nearest existing ancestor must be a writable directory, and which is not of the other kind."""
@@ -132,9 +118,29 @@ def read_yaml(path: str | os.PathLike[str], what: str, error: type[HwnasError] =
     if not path.is_file():
         raise error(f"{what} {path} does not exist")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        raise error(f"{what} {path} is not valid YAML: {exc}") from None
+        raise error(f"{what} {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    """The YAML safe loader, refusing a repeated mapping key (a silent overwrite hides a typo)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and seen.setdefault(key, line) != line:
+                    raise yaml.YAMLError(f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one")
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def find_named_file(

@@ -11,6 +11,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hwnas.cli import main
@@ -53,6 +54,11 @@ def _build_fixtures(fx: Path, bench_csv: Path) -> dict[str, str]:
     _write_csv(fx / "neglat.csv", header, [r[:lat] + [str(-float(r[lat]))] + r[lat + 1:] for r in rows])
     _write_csv(fx / "nancell.csv", header, [r[:lat] + ["nan"] + r[lat + 1:] if i == 7 else r for i, r in enumerate(rows)])
     _write_csv(fx / "dup.csv", header, rows + rows[:3])
+    acc = header.index("accuracy")
+    _write_csv(fx / "acc250.csv", header, [r[:acc] + ["250"] + r[acc + 1:] if i == 7 else r for i, r in enumerate(rows)])
+    with bench_csv.open(newline="") as fh:  # the full table with one impossible accuracy (audit 3, case 8)
+        full = list(csv.reader(fh))[1:]
+    _write_csv(fx / "acc250_full.csv", header, [r[:acc] + ["250"] + r[acc + 1:] if i == 7 else r for i, r in enumerate(full)])
     rep = header.index("rep_arch_idx")
     _write_csv(fx / "badrep.csv", header, [r[:rep] + ["999999"] + r[rep + 1:] if i == 3 else r for i, r in enumerate(rows)])
 
@@ -81,6 +87,7 @@ def _build_fixtures(fx: Path, bench_csv: Path) -> dict[str, str]:
     table("device_str", lambda d: d.update(device="ort-cpu-1t"))
     table("entries_list", lambda d: d.update(entries=[1, 2]))
     table("n_str", lambda d: d["entries"][first].update(n="many"))
+    table("calib_neg", lambda d: d["calibration"].update(scale=-2.0))
 
     rec = fx / "rec"
     rec.mkdir()
@@ -102,9 +109,11 @@ def _build_fixtures(fx: Path, bench_csv: Path) -> dict[str, str]:
         "execneg_local": {"executor": {"name": "local", "workers": -1}},
         "seedstr": {"seed": "zero"},
         "namelist": {"name": ["a"]},
+        "seedneg": {"seed": -1},
     }
     for name, change in variants.items():
         _yaml(rec / f"{name}.yaml", {**ok, **change})
+    (rec / "dupkey.yaml").write_text((rec / "ok.yaml").read_text() + "budget: 3\n")  # budget twice
 
     dev = fx / "dev"
     dev.mkdir()
@@ -199,6 +208,18 @@ CASES: list[tuple[str, str, str]] = [
     ("r_execneg_local", "search {fx}/rec/execneg_local.yaml --storage {db} --quiet", "workers"),
     ("r_seedstr", "search {fx}/rec/seedstr.yaml --storage {db} --quiet", "seed must be an integer"),
     ("r_namelist", "search {fx}/rec/namelist.yaml --storage {db} --quiet", "name must be a string"),
+    # -- third audit (bad-inputs-r3.md): 1, 7, 8, 9, 10, 12, 13
+    ("r3_seedneg", "search {fx}/rec/seedneg.yaml --storage {db} --quiet", "seed must be >= 0, got -1"),
+    ("r3_calib_neg", "search {fx}/rec/ok.yaml --storage {db} --quiet --table {fx}/tables/calib_neg.json",
+     "scale must be > 0"),
+    ("r3_acc250_full", "bench --budget 10 --seeds 2 --strategies random --table {fx}/acc250_full.csv",
+     "line 9: accuracy=250 is not an accuracy"),
+    ("r3_acc250", "bench --budget 10 --seeds 2 --strategies random --table {fx}/acc250.csv",
+     "line 9: accuracy=250 is not an accuracy"),
+    ("r3_dupkey", "search {fx}/rec/dupkey.yaml --storage {db} --quiet", "key 'budget' appears twice"),
+    ("r3_sample_huge", "sample mobile --n 99999999999999999999999", "--n must be <= 100,000"),
+    ("r3_pick_neg", "export --run ok-run --storage {db} --pick latency<=-1 --out {fx}/e_pick --no-measure",
+     "must be a positive number"),
     # -- search command line
     ("sc_plot_unwr", "search {fx}/rec/ok.yaml --storage {db} --quiet --plot {fx}/small.csv/p.png",
      "not a directory"),
@@ -309,3 +330,64 @@ def test_a_search_whose_trials_all_fail_stops_loudly(fx, capsys, bench_csv):
     assert main(["bench", "--budget", "8", "--seeds", "1", "--strategies", "random",
                  "--table", str(folder / "small.csv")]) == 2
     assert "all 8 evaluations failed" in capsys.readouterr().err
+
+
+# -- the Python API (third audit, cases 2-6): a HwnasError subclass with a one-line message, before any work
+
+def _npz_empty(fx: Path) -> dict:
+    np.savez(fx / "empty.npz", x=np.zeros((0, 28, 28), np.uint8), y=np.zeros(0, np.int64))
+    return {"data": str(fx / "empty.npz")}
+
+
+def _npz_corrupt(fx: Path) -> dict:
+    (fx / "corrupt.npz").write_bytes(b"PK\x03\x04" + b"junk" * 64)
+    return {"data": str(fx / "corrupt.npz")}
+
+
+def _npz_huge(fx: Path) -> dict:  # 1025x1025 > the default cap of 1024x1024 pixels per image
+    np.savez_compressed(fx / "huge.npz", x=np.zeros((6, 1025, 1025), np.uint8), y=np.arange(6) % 2)
+    return {"data": str(fx / "huge.npz")}
+
+
+API_CASES = [
+    # (case, keyword arguments of api.search built in the fixture folder, error class name, message fragment)
+    ("r3_npz_empty", _npz_empty, "DatasetError", "no images (0 rows)"),
+    ("r3_npz_corrupt", _npz_corrupt, "DatasetError", "not a readable .npz"),
+    ("r3_npz_huge", _npz_huge, "DatasetError", "HWNAS_MAX_INPUT_PIXELS=1050625"),
+    ("r3_storage_under_file", lambda fx: {"storage": f"sqlite:///{fx / 'small.csv' / 'x.db'}"}, "StorageError",
+     "small.csv is not a directory"),
+    ("r3_workers_neg", lambda fx: {"evaluate": _score, "workers": -1}, "ConfigError", "workers must be >= 1, got -1"),
+    ("r3_workers_zero", lambda fx: {"evaluate": _score, "workers": 0}, "ConfigError", "workers must be >= 1, got 0"),
+]
+
+
+def _score(model) -> dict[str, float]:
+    return {"accuracy": 0.5}
+
+
+@pytest.mark.parametrize("name, kwargs, error, fragment", API_CASES, ids=[c[0] for c in API_CASES])
+def test_bad_api_input_is_one_clear_error(name, kwargs, error, fragment, fx):
+    from hwnas import api
+    from hwnas.errors import HwnasError
+
+    folder, _ = fx
+    args = {"storage": "memory://", "budget": 2, **kwargs(folder)}
+    with pytest.raises(HwnasError) as info:
+        api.search("mobile:mnist", ["accuracy", "params"], **args)
+    assert type(info.value).__name__ == error and fragment in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_pixel_cap_is_raised_by_its_environment_variable(monkeypatch):
+    from hwnas.errors import DatasetError
+    from hwnas.train.datasets import splits_from_arrays
+
+    x, y = np.zeros((12, 16, 16), np.uint8), np.arange(12) % 2
+    monkeypatch.setenv("HWNAS_MAX_INPUT_PIXELS", "255")
+    with pytest.raises(DatasetError, match="cap of 255 pixels.*HWNAS_MAX_INPUT_PIXELS=256"):
+        splits_from_arrays(x, y)
+    monkeypatch.setenv("HWNAS_MAX_INPUT_PIXELS", "256")
+    assert splits_from_arrays(x, y).input_shape == (1, 16, 16)
+    monkeypatch.setenv("HWNAS_MAX_INPUT_PIXELS", "lots")
+    with pytest.raises(DatasetError, match="HWNAS_MAX_INPUT_PIXELS='lots' must be a positive whole number"):
+        splits_from_arrays(x, y)

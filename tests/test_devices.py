@@ -51,7 +51,7 @@ def test_fingerprint_has_cpu_and_runtime_versions():
 def test_unknown_keys_and_bad_values_are_rejected(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nruntime: onnxruntime\nthreds: 2\n")
-    with pytest.raises(ConfigError, match="unknown keys threds"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) threds \(did you mean threads\?\)"):
         load_device(bad)
     bad.write_text("name: x\nruntime: onnxruntime\nrepeats: 10\n")
     with pytest.raises(ConfigError, match="repeats must be >= 50"):

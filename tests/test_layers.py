@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hwnas"
 
 # Lowest first. Modules of one level may import each other; a lower level never imports a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "registry", "fileio", "objectives", "pareto"),
+    ("__init__", "errors", "config", "registry", "fileio", "objectives", "pareto"),
     ("spaces",),
     ("metrics",),
     ("onnx_export",),

@@ -297,7 +297,7 @@ def test_recipe_names_a_strategy_or_a_method_never_both():
         parse_recipe({**base, "strategy": "random", "method": "fbnet"})
     with pytest.raises(HwnasError, match="unknown search method 'nope'"):
         parse_recipe({**base, "method": "nope"})
-    with pytest.raises(HwnasError, match="distill is a mapping"):
+    with pytest.raises(HwnasError, match=r"unknown distill key\(s\) alpha; valid keys: temperature, weight"):
         parse_recipe({**base, "distill": {"alpha": 1}})
     recipe = parse_recipe({**base, "distill": {"weight": 0.5, "temperature": 2}})
     assert recipe.method is None and recipe.distill == {"weight": 0.5, "temperature": 2.0}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hwnas.cli.output import add_json_flag, check_counts, emit
+from hwnas.errors import HwnasError
 from hwnas.metrics import arch_cost
 from hwnas.spaces import SPACES, get_space
 from hwnas.train import DATASETS, TrainConfig, train_arch
@@ -35,6 +36,8 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     check_counts(args, n=1)
+    if args.n > 100_000:  # the list is built before printing: refuse a count that would not fit in memory
+        raise HwnasError(f"--n must be <= 100,000, got {args.n}; sample in batches with different --seed")
     space = get_space(args.space)
     archs = [space.sample(args.seed * 1_000_003 + i) for i in range(args.n)]
     emit([{"arch": str(a), "id": a.id} for a in archs], args.json, "\n".join(map(str, archs)))

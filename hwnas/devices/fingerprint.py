@@ -5,7 +5,19 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
+
+
+def cpu_model() -> str:
+    """The CPU model string (Linux /proc/cpuinfo, else platform)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _version(module: str) -> str | None:
@@ -18,8 +30,6 @@ def _version(module: str) -> str | None:
 
 def host_fingerprint(cuda: bool = False) -> dict[str, Any]:
     """What the numbers depend on besides the spec: CPU model, cores, OS, runtime versions."""
-    from hwnas.devices.spec import cpu_model
-
     data: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),

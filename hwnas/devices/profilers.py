@@ -264,6 +264,7 @@ def profiler_name(spec: DeviceSpec) -> str:
 
 
 def get_profiler(spec: DeviceSpec | str | os.PathLike[str]) -> Profiler:
-    """The profiler for a device spec (or a spec path/name)."""
-    spec = load_device(spec)
+    """The profiler for a device spec (or a spec path/name, loaded here: pass a loaded spec to load it once)."""
+    if not isinstance(spec, DeviceSpec):
+        spec = load_device(spec)
     return PROFILERS.get(profiler_name(spec))(spec)

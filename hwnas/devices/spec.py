@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas.config import check, parse, setting
+from hwnas.devices.fingerprint import cpu_model, host_fingerprint  # noqa: F401 - cpu_model re-exported
 from hwnas.errors import ConfigError
-from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
+from hwnas.fileio import data_dir, find_named_file, read_yaml
 
 RUNTIMES = ("onnxruntime", "torch", "remote")
 DEVICES = ("cpu", "cuda")
@@ -24,73 +26,51 @@ _REPO_DEVICES = data_dir("devices")
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """One measurement setup; two specs with equal `identity()` produce comparable numbers."""
+    """One measurement setup; two specs with equal `identity()` produce comparable numbers.
+
+    Its fields are the keys of a device YAML file: types and limits are checked by `hwnas.config`."""
 
     name: str
-    runtime: str
-    device: str = "cpu"
-    threads: int = 1
-    batch_size: int = 1
-    dtype: str = "float32"
-    graph_optimization: str = "all"
-    warmup: int = 10
-    repeats: int = 50
+    runtime: str = setting(choices=RUNTIMES)
+    device: str = setting("cpu", choices=DEVICES)
+    threads: int = setting(1, ge=1)
+    batch_size: int = setting(1, ge=1)
+    dtype: str = setting("float32", choices=DTYPES)
+    graph_optimization: str = setting("all", choices=GRAPH_OPT_LEVELS)
+    warmup: int = setting(10, ge=0)
+    repeats: int = setting(50, ge=MIN_REPEATS, why="the timing protocol")
     measure_memory: bool = True
     cpus: tuple[int, ...] | None = None  # cores to pin measurements to; None: default_cpus(threads) on CPU
     # what one measurement reports as its latency: the median of the timed runs, or their 10th percentile
     # (runs a busy neighbour did not interrupt; on a shared machine it repeats far better than the median)
-    statistic: str = "median"
+    statistic: str = setting("median", choices=STATISTICS)
     providers: tuple[str, ...] = ()
-    # options of the first provider (ONNX Runtime), e.g. {device_id: 0, cudnn_conv_algo_search: EXHAUSTIVE}
-    provider_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    # runtime options of the execution provider (ONNX Runtime CUDA: device_id, cudnn_conv_algo_search, ...)
+    provider_options: Mapping[str, str | int | float | bool] = setting({}, hash=False)
     host: str = ""
-    port: int = 0
+    port: int = setting(0, ge=0, le=65535)
     token_env: str = "HWNAS_AGENT_TOKEN"
     tls_fingerprint: str = ""  # remote: SHA-256 of the agent's certificate (it prints it), or "insecure"
-    timeout_s: float = 120.0
-    max_upload_bytes: int = 64 * 1024 * 1024
+    timeout_s: float = setting(120.0, gt=0)
+    max_upload_bytes: int = setting(64 * 1024 * 1024, ge=1)
     description: str = ""
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        where = f" in {self.source}" if self.source else ""
+        place = f" in {self.source}" if self.source else ""
         if not self.name:
-            raise ConfigError(f"device spec{where} needs a non-empty `name`")
-        if self.runtime not in RUNTIMES:
-            raise ConfigError(f"device {self.name!r}{where}: runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device {self.name!r}{where}: device {self.device!r} is not one of {', '.join(DEVICES)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"device {self.name!r}{where}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.statistic not in STATISTICS:
-            raise ConfigError(
-                f"device {self.name!r}{where}: statistic {self.statistic!r} is not one of {', '.join(STATISTICS)}"
-            )
-        if self.graph_optimization not in GRAPH_OPT_LEVELS:
-            raise ConfigError(
-                f"device {self.name!r}{where}: graph_optimization {self.graph_optimization!r} is not one of "
-                f"{', '.join(GRAPH_OPT_LEVELS)}"
-            )
-        for key in ("threads", "batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"device {self.name!r}{where}: {key} must be >= 1")
-        if self.warmup < 0:
-            raise ConfigError(f"device {self.name!r}{where}: warmup must be >= 0")
-        if self.repeats < MIN_REPEATS:
-            raise ConfigError(
-                f"device {self.name!r}{where}: repeats must be >= {MIN_REPEATS} (the timing protocol), got {self.repeats}"
-            )
+            raise ConfigError(f"device spec{place} needs a non-empty `name`")
+        where = f"device {self.name!r}{place}"
+        check(self, where)
         if self.runtime == "remote" and (not self.host or not self.port):
-            raise ConfigError(f"remote device {self.name!r}{where} needs `host` and `port` of its agent")
+            raise ConfigError(f"remote {where} needs `host` and `port` of its agent")
         if self.cpus is not None:
             if any(int(c) < 0 for c in self.cpus) or len(set(self.cpus)) != len(self.cpus):
-                raise ConfigError(f"device {self.name!r}{where}: cpus must be distinct core numbers >= 0, got {list(self.cpus)}")
+                raise ConfigError(f"{where}: cpus must be distinct core numbers >= 0, got {list(self.cpus)}")
             if self.cpus and len(self.cpus) < self.threads:
-                raise ConfigError(
-                    f"device {self.name!r}{where}: {self.threads} threads need at least as many cpus, got {list(self.cpus)}"
-                )
+                raise ConfigError(f"{where}: {self.threads} threads need at least as many cpus, got {list(self.cpus)}")
         if self.dtype == "float16" and self.device == "cpu":
-            raise ConfigError(f"device {self.name!r}{where}: float16 is only supported with device: cuda")
+            raise ConfigError(f"{where}: float16 is only supported with device: cuda")
 
     # -- identity --------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -112,6 +92,7 @@ class DeviceSpec:
         data.pop("source")
         data["providers"] = list(self.providers)
         data["cpus"] = None if self.cpus is None else list(self.cpus)
+        data["provider_options"] = dict(self.provider_options)
         return data
 
     def pinned_cpus(self) -> tuple[int, ...]:
@@ -139,8 +120,6 @@ class DeviceSpec:
 
     def fingerprint(self) -> dict[str, Any]:
         """Identity plus the host: CPU model, OS, runtime versions (remote: asks the agent)."""
-        from hwnas.devices.fingerprint import host_fingerprint
-
         data = dict(self.identity())
         if self.runtime == "remote":
             from hwnas.devices.client import AgentClient
@@ -154,48 +133,9 @@ class DeviceSpec:
         return dataclasses.replace(self, **changes)
 
 
-def _known_keys() -> set[str]:
-    return {f.name for f in dataclasses.fields(DeviceSpec)} - {"source"}
-
-
 def device_from_dict(data: Any, source: str = "") -> DeviceSpec:
     """Parse a mapping (already loaded from YAML) into a DeviceSpec; unknown keys are errors."""
-    where = source or "device spec"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a YAML mapping of settings, got {type(data).__name__}")
-    unknown = sorted(set(data) - _known_keys())
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}; valid keys: {', '.join(sorted(_known_keys()))}")
-    missing = [k for k in ("name", "runtime") if k not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing required key {missing[0]!r} (runtime: one of {', '.join(RUNTIMES)})")
-    kwargs = dict(data)
-    if "providers" in kwargs:
-        kwargs["providers"] = tuple(typed(kwargs["providers"] or [], list, "providers", where))
-    if kwargs.get("cpus") is not None:
-        cpus = kwargs["cpus"]
-        if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in cpus):
-            raise ConfigError(f"{where}: cpus must be a list of core numbers, e.g. [1], got {cpus!r}")
-        kwargs["cpus"] = tuple(cpus)
-    if "provider_options" in kwargs:
-        opts = kwargs["provider_options"] or {}
-        if not isinstance(opts, dict) or not all(
-                isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in opts.items()):
-            raise ConfigError(f"{where}: provider_options must map option names to scalars, e.g. "
-                              f"{{device_id: 0}}, got {opts!r}")
-        kwargs["provider_options"] = dict(opts)
-    types = {"threads": int, "batch_size": int, "warmup": int, "repeats": int, "port": int,
-             "max_upload_bytes": int, "timeout_s": float}
-    for key, kind in types.items():
-        if key in kwargs:
-            kwargs[key] = typed(kwargs[key], kind, key, where)
-    for key in ("name", "runtime", "device", "dtype", "graph_optimization", "host", "token_env", "description",
-                "statistic", "tls_fingerprint"):
-        if key in kwargs and not isinstance(kwargs[key], str):
-            raise ConfigError(f"{where}: {key} must be a string, got {kwargs[key]!r}")
-    if "measure_memory" in kwargs and not isinstance(kwargs["measure_memory"], bool):
-        raise ConfigError(f"{where}: measure_memory must be true or false")
-    return DeviceSpec(**kwargs, source=source)
+    return parse(DeviceSpec, data, source or "device spec", source=source)
 
 
 def _search_dirs() -> list[Path]:
@@ -209,14 +149,3 @@ def load_device(path_or_name: str | os.PathLike[str] | DeviceSpec) -> DeviceSpec
         return path_or_name
     path = find_named_file(path_or_name, _search_dirs(), "device spec")
     return device_from_dict(read_yaml(path, "device spec"), source=str(path))
-
-
-def cpu_model() -> str:
-    """The CPU model string (Linux /proc/cpuinfo, else platform)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

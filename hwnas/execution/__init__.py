@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.execution.base import Executor, Outcome
+from hwnas.execution.base import Executor, Outcome, check_workers
 from hwnas.execution.local import InlineExecutor, ProcessExecutor
 
 EXECUTORS = ("inline", "local", "ray")
@@ -24,10 +24,12 @@ def make_executor(name: str = "local", workers: int | None = None, **options: An
     if bad:
         valid = ", ".join(("workers",) + OPTIONS[name]) if name != "inline" else "none"
         raise ConfigError(f"executor {name} has no option(s) {', '.join(bad)}; valid: {valid}")
+    if workers is not None:
+        check_workers(workers, f"executor {name}")
     if name == "inline":
         return InlineExecutor()
     if name == "local":
-        return ProcessExecutor(workers or 1, given.get("threads_per_worker"))
+        return ProcessExecutor(1 if workers is None else workers, given.get("threads_per_worker"))
     from hwnas.execution.ray_executor import RayExecutor
 
     return RayExecutor(workers=workers, **given)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hwnas.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -15,6 +17,13 @@ class Outcome:
     key: str
     result: Any = None
     error: str | None = None
+
+
+def check_workers(workers: Any, what: str = "executor") -> int:
+    """`workers` as a whole number >= 1 (a bool, float or lower count is refused, not clipped)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"{what} workers must be a whole number >= 1, got {workers!r}")
+    return workers
 
 
 def describe(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hwnas.errors import HwnasError
-from hwnas.execution.base import Executor, Outcome, describe
+from hwnas.execution.base import Executor, Outcome, check_workers, describe
 
 
 class MainGuardError(HwnasError):
@@ -127,7 +127,7 @@ class ProcessExecutor(Executor):
     name = "local"
 
     def __init__(self, workers: int = 1, threads_per_worker: int | None = None) -> None:
-        self.workers = max(1, int(workers))
+        self.workers = check_workers(workers, "executor local")
         cores = os.cpu_count() or 1
         self.threads = threads_per_worker or max(1, cores // self.workers)
         self._pool: cf.ProcessPoolExecutor | None = None

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hwnas.errors import ConfigError, MissingBackendError
-from hwnas.execution.base import Executor, Outcome, describe
+from hwnas.execution.base import Executor, Outcome, check_workers, describe
 
 IDLE_KEPT = 8  # payloads no job in flight uses that stay in the object store (the dataset between jobs)
 WORKER_CACHE = 8  # payloads each worker process keeps after fetching them
@@ -88,6 +88,8 @@ class RayExecutor(Executor):
         self, address: str | None = None, workers: int | None = None, cpus_per_task: float = 1.0,
         num_cpus: int | None = None,
     ) -> None:
+        if workers is not None:
+            check_workers(workers, "executor ray")
         if cpus_per_task <= 0:
             raise ConfigError(f"executor cpus_per_task must be > 0, got {cpus_per_task}")
         ray = _import_ray()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import ConfigError
+from hwnas.config import check, parse, setting
 from hwnas.export.parity import DEFAULT_ATOL, ORT_LEVELS
-from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
+from hwnas.fileio import data_dir, find_named_file, read_yaml
 from hwnas.onnx_export import DEFAULT_OPSET
 
 RECIPE_DIR = data_dir("export")
@@ -17,31 +17,41 @@ RECIPE_DIR = data_dir("export")
 
 @dataclass(frozen=True)
 class ParityConfig:
-    atol: float = DEFAULT_ATOL
-    n_inputs: int = 3
+    atol: float = setting(DEFAULT_ATOL, gt=0)
+    n_inputs: int = setting(3, ge=1)
     seed: int = 0
-    graph_optimization: str = "all"
+    graph_optimization: str = setting("all", choices=ORT_LEVELS)
+
+    def __post_init__(self) -> None:
+        check(self, "export parity")
 
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    batch_size: int = 1
+    batch_size: int = setting(1, ge=1)
+
+    def __post_init__(self) -> None:
+        check(self, "export measure")
 
 
 @dataclass(frozen=True)
 class TensorRTConfig:
     fp16: bool = False
-    workspace_mib: int = 1024
-    atol_fp32: float = 1e-3
-    atol_fp16: float = 5e-2
+    workspace_mib: int = setting(1024, ge=1)
+    atol_fp32: float = setting(1e-3, gt=0)
+    atol_fp16: float = setting(5e-2, gt=0)
+
+    def __post_init__(self) -> None:
+        check(self, "export tensorrt")
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """How `hwnas export` builds, checks and measures an ONNX model (see export/default.yaml)."""
+    """How `hwnas export` builds, checks and measures an ONNX model (see export/default.yaml); the fields
+    are the keys of an export recipe, checked by `hwnas.config`."""
 
-    opset: int = DEFAULT_OPSET
-    exporter: str = "auto"
+    opset: int = setting(DEFAULT_OPSET, ge=1)
+    exporter: str = setting("auto", choices=("auto", "dynamo", "legacy"))
     dynamic_batch: bool = False
     simplify: bool = True
     parity: ParityConfig = field(default_factory=ParityConfig)
@@ -49,16 +59,7 @@ class ExportConfig:
     tensorrt: TensorRTConfig = field(default_factory=TensorRTConfig)
 
     def __post_init__(self) -> None:
-        if self.exporter not in ("auto", "dynamo", "legacy"):
-            raise ConfigError(f"export exporter {self.exporter!r} is not one of auto, dynamo, legacy")
-        if self.parity.atol <= 0 or self.parity.n_inputs < 1:
-            raise ConfigError("export parity needs atol > 0 and n_inputs >= 1")
-        if self.parity.graph_optimization not in ORT_LEVELS:
-            raise ConfigError(
-                f"parity graph_optimization {self.parity.graph_optimization!r}; valid: {', '.join(ORT_LEVELS)}"
-            )
-        if self.measure.batch_size < 1:
-            raise ConfigError("export measure batch_size must be >= 1")
+        check(self, "export recipe")
 
     def with_overrides(self, **kw: Any) -> ExportConfig:
         """A copy with top-level fields replaced (None values are ignored)."""
@@ -70,29 +71,8 @@ class ExportConfig:
         return asdict(self)
 
 
-def _build(cls, data: Mapping[str, Any], where: str):
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown keys {unknown} in {where}; valid: {', '.join(known)}")
-    kw = {}
-    nested = {"parity": ParityConfig, "measure": MeasureConfig, "tensorrt": TensorRTConfig}
-    for key, value in data.items():
-        if key in nested and cls is ExportConfig:
-            kw[key] = _build(nested[key], value or {}, f"{where}.{key}")
-        else:
-            default = known[key].default
-            kw[key] = typed(value, type(default), key, where) if isinstance(default, (bool, int, float, str)) else value
-    try:
-        return cls(**kw)
-    except TypeError as exc:
-        raise ConfigError(f"bad values in {where}: {exc}") from exc
-
-
 def export_config_from_dict(data: Mapping[str, Any], where: str = "export recipe") -> ExportConfig:
-    return _build(ExportConfig, data, where)
+    return parse(ExportConfig, data, where)
 
 
 def load_export_config(path_or_name: str | Path | None = None) -> ExportConfig:

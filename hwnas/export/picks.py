@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 PICK_FORMS = "knee, best-accuracy, latency<=X (ms), index=N (N-th front point by latency, from 0)"
 ACCURACY = "accuracy"
 LATENCY = "latency_ms"
-_LATENCY_RE = re.compile(r"^latency\s*<=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:ms)?$")
+_LATENCY_RE = re.compile(r"^latency\s*<=\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:ms)?$")
 _INDEX_RE = re.compile(r"^index\s*=\s*(-?[0-9]+)$")
 
 

@@ -111,7 +111,7 @@ def _stderr(text: str) -> None:
     print(f"hwnas: warning: {text}", file=sys.stderr)
 
 
-def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.PathLike[str],
+def build_table(spec: DeviceSpec, space: SearchSpace | str, out: str | os.PathLike[str],
                 progress: bool = True, profiler: Profiler | None = None, rounds: int = 1,
                 on_entry: Callable[[Block, TableEntry], None] | None = None,
                 warn: Callable[[str], None] = _stderr, extra_rounds: int = EXTRA_ROUNDS) -> LatencyTable:
@@ -128,7 +128,6 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
     """
     from hwnas.latency.drift import REFERENCE_MODEL, reference_ms, reference_record
 
-    spec = load_device(spec)
     space = get_space(space) if isinstance(space, str) else space
     profiler = profiler or get_profiler(spec)
     fingerprint = spec.fingerprint()

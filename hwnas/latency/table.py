@@ -176,6 +176,9 @@ class Calibration:
                if k in values and not math.isfinite(values[k])]
         if bad:
             raise LatencyTableError(f"{where}: {bad[0]} must be finite, got {values[bad[0]]!r}")
+        if values.get("scale", 1.0) <= 0:  # a latency would fall as blocks get slower, or go negative
+            raise LatencyTableError(f"{where}: scale must be > 0, got {values['scale']!r}; recalibrate the table "
+                                    "(`hwnas profile ... --recalibrate`) or set scale: 1.0")
         return cls(**values)
 
 

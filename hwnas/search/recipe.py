@@ -10,34 +10,61 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas.config import check, parse, parse_kwargs, setting, typed
 from hwnas.errors import ConfigError, UnknownNameError
-from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
+from hwnas.execution import EXECUTORS
+from hwnas.fileio import data_dir, find_named_file, read_yaml
 from hwnas.objectives import get_objectives
 from hwnas.search.constraints import Constraint, parse_constraint
 
-_KEYS = {
-    "name", "space", "objectives", "constraints", "latency_table", "strategy", "method", "seed", "budget",
-    "dataset", "train", "distill", "executor", "description", "device", "strict_drift",
-}
 # Keys that must match when resuming (budget and executor may change).
 _SEARCH_KEYS = (
     "space", "objectives", "constraints", "latency_table", "strategy", "method", "seed", "dataset", "train",
     "distill", "device",
 )
-_DISTILL_KEYS = {"weight", "temperature"}
-_EXECUTOR_KEYS = {"name", "workers", "threads_per_worker", "address", "cpus_per_task", "num_cpus"}
-_EXECUTOR_TYPES = {"name": str, "workers": int, "threads_per_worker": int, "address": str, "cpus_per_task": float,
-                   "num_cpus": int}
 
 
-def _typed_defaults(values: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """`values` with each one checked against the type of its default (bool, int, float or str)."""
-    out = dict(values)
-    for key, value in values.items():
-        default = defaults.get(key)
-        if isinstance(default, (bool, int, float, str)):
-            out[key] = typed(value, type(default), key, where)
-    return out
+@dataclass(frozen=True)
+class RecipeFile:
+    """The keys of a recipe file and their types (checked by `hwnas.config`); `parse_recipe` turns it
+    into a `SearchRecipe`. A new plain key is one line here and one in `SearchRecipe`."""
+
+    space: str
+    objectives: tuple[str, ...]
+    name: str | None = None
+    constraints: tuple[str, ...] | None = None
+    latency_table: str | None = None
+    strategy: str | Mapping[str, Any] | None = None  # a name or {name: ..., params: {...}}
+    method: str | Mapping[str, Any] | None = None  # a name or {name: ..., params: {...}}
+    seed: int = 0
+    budget: int = 50
+    dataset: Any = "mnist5k"
+    train: Mapping[str, Any] | None = None
+    distill: Mapping[str, Any] | None = None
+    executor: str | Mapping[str, Any] | None = None
+    description: str | None = None
+    device: str | None = None
+    strict_drift: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """A recipe's `executor` mapping (see `hwnas.execution.make_executor`)."""
+
+    name: str = setting("local", choices=EXECUTORS)
+    workers: int | None = setting(None, ge=1)
+    threads_per_worker: int | None = setting(None, ge=1)
+    address: str | None = None
+    cpus_per_task: float | None = setting(None, gt=0)
+    num_cpus: int | None = setting(None, ge=1)
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """Knowledge distillation of approximate morphism children (`distill:` of a recipe)."""
+
+    weight: float | None = setting(None, ge=0)
+    temperature: float | None = setting(None, gt=0)
 
 
 @dataclass(frozen=True)
@@ -54,27 +81,30 @@ class SearchRecipe:
     method: str | None = None  # a non-ask/tell searcher (e.g. fbnet); then `strategy` is unused
     method_params: Mapping[str, Any] = field(default_factory=dict)
     distill: Mapping[str, float] = field(default_factory=dict)  # KD for approximate morphism children
-    seed: int = 0
-    budget: int = 50
+    seed: int = setting(0, ge=0)
+    budget: int = setting(50, ge=1)
     dataset: Any = "mnist5k"  # a name, {npz: path}, {image_folder: path}; Python API: `Splits`, or None with evaluate
     train: Mapping[str, Any] = field(default_factory=dict)
     executor: Mapping[str, Any] = field(default_factory=lambda: {"name": "local", "workers": 1})
     description: str = ""
     device: str | None = None  # device spec for the measured_latency_ms objective
     strict_drift: bool = False  # refuse a measured search when the machine drifted from the table (no rescale)
+    source: str = field(default="recipe", compare=False)  # the file (or caller) it came from, for errors
+
+    def __post_init__(self) -> None:
+        check(self, self.source)  # also after `with_overrides`
 
     def to_dict(self) -> dict[str, Any]:
         from hwnas.train.datasets import dataset_record
 
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("strategy_params", "method_params", "source")}
         return {
-            "name": self.name, "space": self.space, "objectives": list(self.objectives),
-            "constraints": [str(c) for c in self.constraints], "latency_table": self.latency_table,
+            **out, "objectives": list(self.objectives), "constraints": [str(c) for c in self.constraints],
             "strategy": None if self.method else {"name": self.strategy, "params": dict(self.strategy_params)},
             "method": {"name": self.method, "params": dict(self.method_params)} if self.method else None,
-            "seed": self.seed, "budget": self.budget, "dataset": dataset_record(self.dataset), "train": dict(self.train),
-            "distill": dict(self.distill),
-            "executor": dict(self.executor), "description": self.description, "device": self.device,
-            "strict_drift": self.strict_drift,
+            "dataset": dataset_record(self.dataset), "train": dict(self.train), "distill": dict(self.distill),
+            "executor": dict(self.executor),
         }
 
     def with_overrides(self, **kw: Any) -> SearchRecipe:
@@ -83,104 +113,80 @@ class SearchRecipe:
 
 def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None) -> SearchRecipe:
     """Validate a recipe mapping; every error names the key and what is valid."""
-    from hwnas.search.strategies import STRATEGIES, strategy_params
+    raw = parse(RecipeFile, data, source)
+    if raw.strategy is not None and raw.method is not None:
+        raise ConfigError(f"{source}: name either a `strategy` (ask/tell) or a `method` (e.g. fbnet), not both")
+    get_objectives(list(raw.objectives))
+    strategy, strategy_params = _strategy(raw.strategy or "local", source)
+    method, method_params = _method(raw.method, source)
+    plain = {f.name: getattr(raw, f.name) for f in dataclasses.fields(RecipeFile)}
+    return SearchRecipe(**{
+        **plain, "name": raw.name or Path(source).stem, "space": _space(raw.space),
+        "constraints": tuple(parse_constraint(c) for c in raw.constraints or ()),
+        "latency_table": _table_path(raw.latency_table, base_dir), "strategy": strategy,
+        "strategy_params": strategy_params, "method": method, "method_params": method_params,
+        "distill": _given(DistillSettings, raw.distill or {}, source, "distill "),
+        "dataset": _dataset(raw.dataset, base_dir, source), "train": _train(raw.train or {}, source),
+        "executor": _executor(raw.executor, source), "description": raw.description or "", "source": source,
+    })
+
+
+def _space(spec: str) -> str:
     from hwnas.spaces import get_space
+
+    return get_space(spec).spec
+
+
+def _given(cls: type, data: Mapping[str, Any], source: str, label: str) -> dict[str, Any]:
+    """The keys given in `data`, checked (and converted) by the schema `cls`."""
+    parsed = parse(cls, data, source, label)
+    return {k: getattr(parsed, k) for k in data}
+
+
+def _train(train: Mapping[str, Any], source: str) -> dict[str, Any]:
     from hwnas.train import TrainConfig
+
+    return _given(TrainConfig, train, source, "train ")  # TrainConfig checks the values
+
+
+def _executor(executor: str | Mapping[str, Any] | None, source: str) -> dict[str, Any]:
+    executor = {"name": executor} if isinstance(executor, str) else executor or {"name": "local", "workers": 1}
+    return _given(ExecutorSettings, executor, source, "executor ")
+
+
+def _dataset(value: Any, base_dir: Path | None, source: str) -> Any:
     from hwnas.train.datasets import dataset_spec
 
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: a recipe is a YAML mapping of keys: {', '.join(sorted(_KEYS))}")
-    unknown = sorted(set(data) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(_KEYS))}")
-    for key in ("space", "objectives"):
-        if key not in data:
-            raise ConfigError(f"{source}: missing required key {key!r}")
-    for key, kind in (("name", str), ("space", str), ("latency_table", str), ("seed", int), ("budget", int),
-                      ("description", str), ("device", str), ("strict_drift", bool)):
-        if data.get(key) is not None:
-            typed(data[key], kind, key, source)
-    space = get_space(str(data["space"])).spec
-    objectives = data["objectives"]
-    if isinstance(objectives, str) or not isinstance(objectives, list):
-        raise ConfigError(f"{source}: objectives must be a list, e.g. [accuracy, latency_ms]")
-    for i, name in enumerate(objectives):
-        typed(name, str, f"objectives[{i}]", source)
-    get_objectives(objectives)
-    constraints = data.get("constraints") or []
-    if not isinstance(constraints, list):
-        raise ConfigError(f"{source}: constraints must be a list like ['latency_ms <= 5']")
-    for i, c in enumerate(constraints):
-        typed(c, str, f"constraints[{i}]", source)
-    if data.get("strategy") is not None and data.get("method") is not None:
-        raise ConfigError(f"{source}: name either a `strategy` (ask/tell) or a `method` (e.g. fbnet), not both")
-    strat = _named(data.get("strategy") or "local", "strategy", source)
-    STRATEGIES.get(typed(strat["name"], str, "strategy name", source))
-    params = dict(typed(strat.get("params") or {}, dict, "strategy params", source))
-    bad = sorted(set(params) - set(strategy_params(strat["name"])))
-    if bad:
-        raise ConfigError(
-            f"{source}: strategy {strat['name']!r} has no parameter(s) {', '.join(bad)}; "
-            f"valid: {', '.join(sorted(strategy_params(strat['name']))) or '(none)'}"
-        )
-    params = _typed_defaults(params, strategy_params(strat["name"]), f"{source} strategy params")
-    method, method_params = None, {}
-    if data.get("method") is not None:
-        from hwnas.search.searchers import searcher_class
-
-        meth = _named(data["method"], "method", source)
-        method = typed(meth["name"], str, "method name", source)
-        method_params = dict(typed(meth.get("params") or {}, dict, "method params", source))
-        searcher_class(method).parse_params(method_params, source)
-    distill = data.get("distill") or {}
-    if not isinstance(distill, Mapping) or set(distill) - _DISTILL_KEYS:
-        raise ConfigError(f"{source}: distill is a mapping with keys {', '.join(sorted(_DISTILL_KEYS))}")
-    distill = {k: typed(v, float, f"distill.{k}", source) for k, v in distill.items()}
-    train = dict(typed(data.get("train") or {}, dict, "train", source))
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(train) - fields)
-    if bad:
-        raise ConfigError(f"{source}: unknown train key(s) {', '.join(bad)}; valid: {', '.join(sorted(fields))}")
-    train = _typed_defaults(train, {f.name: f.default for f in dataclasses.fields(TrainConfig)}, f"{source} train")
-    TrainConfig(**train)  # validates values
-    from hwnas.execution import EXECUTORS
     try:
-        dataset = dataset_spec(data.get("dataset", "mnist5k"), base_dir, source)
+        return dataset_spec(value, base_dir, source)
     except UnknownNameError as exc:  # the other dataset errors already name the recipe
         raise ConfigError(f"{source}: {exc}") from None
-    executor = data.get("executor") or {"name": "local", "workers": 1}
-    if isinstance(executor, str):
-        executor = {"name": executor}
-    executor = typed(executor, dict, "executor", source)
-    bad = sorted(set(executor) - _EXECUTOR_KEYS)
-    if bad:
-        raise ConfigError(f"{source}: unknown executor key(s) {', '.join(bad)}; valid: {', '.join(sorted(_EXECUTOR_KEYS))}")
-    executor = _typed_defaults(executor, {k: t() for k, t in _EXECUTOR_TYPES.items()}, f"{source} executor")
-    if executor.get("name", "local") not in EXECUTORS:
-        raise ConfigError(f"{source}: executor {executor['name']!r} is not one of {', '.join(EXECUTORS)}")
-    low = [k for k in ("workers", "threads_per_worker", "cpus_per_task", "num_cpus") if k in executor and executor[k] <= 0]
-    if low:
-        raise ConfigError(f"{source}: executor {low[0]} must be >= 1, got {executor[low[0]]}")
-    table = data.get("latency_table")
-    if table is not None and base_dir is not None and not Path(table).is_absolute():
-        candidate = (base_dir / table).resolve()
-        table = str(candidate if candidate.exists() or not Path(table).exists() else Path(table).resolve())
-    try:
-        budget, seed = int(data.get("budget", 50)), int(data.get("seed", 0))
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: budget and seed must be integers") from None
-    if budget < 1:
-        raise ConfigError(f"{source}: budget must be >= 1")
-    return SearchRecipe(
-        name=str(data.get("name") or Path(source).stem), space=space, objectives=tuple(objectives),
-        constraints=tuple(parse_constraint(c) for c in constraints), latency_table=table,
-        strategy=str(strat["name"]), strategy_params=params, method=method, method_params=method_params,
-        distill=distill, seed=seed, budget=budget,
-        dataset=dataset, train=train, executor=dict(executor),
-        description=str(data.get("description", "")),
-        device=None if data.get("device") is None else str(data["device"]),
-        strict_drift=bool(data.get("strict_drift", False)),
-    )
+
+
+def _table_path(table: str | None, base_dir: Path | None) -> str | None:
+    """A relative table path is relative to the recipe's folder (else to the working directory)."""
+    if table is None or base_dir is None or Path(table).is_absolute():
+        return table
+    candidate = (base_dir / table).resolve()
+    return str(candidate if candidate.exists() or not Path(table).exists() else Path(table).resolve())
+
+
+def _strategy(value: str | Mapping[str, Any], source: str) -> tuple[str, dict[str, Any]]:
+    from hwnas.search.strategies import STRATEGIES
+
+    name, params = _named(value, "strategy", source)
+    cls = STRATEGIES.get(name)
+    return name, parse_kwargs(cls.__init__, params, source, f"strategy {name!r}")
+
+
+def _method(value: str | Mapping[str, Any] | None, source: str) -> tuple[str | None, dict[str, Any]]:
+    if value is None:
+        return None, {}
+    from hwnas.search.searchers import searcher_class
+
+    name, params = _named(value, "method", source)
+    searcher_class(name).parse_params(params, source)
+    return name, params
 
 
 def _fresh_name(storage, name: str) -> str:
@@ -193,13 +199,14 @@ def _fresh_name(storage, name: str) -> str:
     return out
 
 
-def _named(value: Any, key: str, source: str) -> Mapping[str, Any]:
-    """`name` or `{name: ..., params: {...}}` as a mapping."""
+def _named(value: Any, key: str, source: str) -> tuple[str, dict[str, Any]]:
+    """(name, params) of `name` or `{name: ..., params: {...}}`."""
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, Mapping) or set(value) - {"name", "params"} or "name" not in value:
         raise ConfigError(f"{source}: {key} is a name or a mapping {{name: ..., params: {{...}}}}")
-    return value
+    name = typed(value["name"], str, f"{key} name", source)
+    return name, dict(typed(value.get("params") or {}, dict, f"{key} params", source))
 
 
 def load_recipe(path: str | Path) -> SearchRecipe:

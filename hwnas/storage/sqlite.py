@@ -53,7 +53,12 @@ class SQLiteStorage(Storage):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser().resolve()
         self.url = f"sqlite:///{self.path}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a path under a file: say which part is not a folder
+            blocker = next((p for p in self.path.parents if p.exists()), self.path.parent)
+            reason = f"{blocker} is not a directory" if not blocker.is_dir() else exc.strerror or str(exc)
+            raise StorageError(f"journal {self.path} cannot be created: {reason}; pick a path under a folder") from None
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")

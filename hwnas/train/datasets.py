@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,14 +138,36 @@ HOLDOUT = 0.15  # share of the user's images held out for validation and again f
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+# The largest image (height x width) a dataset may hold: the spaces take up to 224x224 and every image is
+# resized to the space's input, so bigger ones only cost memory (a 4096x4096 image is 64 MiB as float32).
+MAX_INPUT_PIXELS = 1024 * 1024
+MAX_PIXELS_ENV = "HWNAS_MAX_INPUT_PIXELS"  # raise the cap: HWNAS_MAX_INPUT_PIXELS=16777216
+
+
+def max_input_pixels() -> int:
+    """The per-image pixel cap: $HWNAS_MAX_INPUT_PIXELS, else `MAX_INPUT_PIXELS`."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "")
+    if not raw:
+        return MAX_INPUT_PIXELS
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise DatasetError(f"{MAX_PIXELS_ENV}={raw!r} must be a positive whole number of pixels")
+    return int(raw)
+
+
+def _check_size(height: int, width: int, what: str) -> None:
+    cap = max_input_pixels()
+    if height * width > cap:
+        raise DatasetError(
+            f"{what}: images of {height}x{width} pixels are larger than the cap of {cap:,} pixels; resize them "
+            f"first (the spaces take up to 224x224), or raise the cap with {MAX_PIXELS_ENV}={height * width}"
+        )
+
+
 def _images(x: Any, what: str) -> np.ndarray:
     """(N, C, H, W) float array of images given as (N, H, W), (N, C, H, W) or (N, H, W, C), C in 1 or 3."""
     x = np.asarray(x)
-    if x.dtype == np.uint8:
-        x = x / 255.0
     if not np.issubdtype(x.dtype, np.number):
         raise DatasetError(f"{what}: images must be numbers, got dtype {x.dtype}")
-    x = x.astype(np.float32)
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
@@ -153,8 +176,12 @@ def _images(x: Any, what: str) -> np.ndarray:
         raise DatasetError(
             f"{what}: images have shape {x.shape}; give (N, H, W), (N, C, H, W) or (N, H, W, C) with 1 or 3 channels"
         )
+    if len(x) == 0:
+        raise DatasetError(f"{what}: there are no images (0 rows); give at least a few images per class")
     if min(x.shape[2:]) < 4:
         raise DatasetError(f"{what}: images of {x.shape[2]}x{x.shape[3]} pixels are too small (at least 4x4)")
+    _check_size(x.shape[2], x.shape[3], what)  # before the float copy
+    x = (x / 255.0 if x.dtype == np.uint8 else x).astype(np.float32)
     if not np.isfinite(x).all():
         raise DatasetError(f"{what}: images hold NaN or infinite values; clean the data first")
     return np.ascontiguousarray(x)
@@ -221,7 +248,7 @@ def load_npz(path: str | os.PathLike[str]) -> Splits:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path} is not a readable .npz file of arrays ({exc})") from None
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
@@ -254,6 +281,7 @@ def load_image_folder(path: str | os.PathLike[str]) -> Splits:
     for f, _ in files:
         try:
             with Image.open(f) as im:
+                _check_size(im.height, im.width, str(f))
                 images.append(im.copy())
         except (OSError, UnidentifiedImageError) as exc:
             raise DatasetError(f"cannot read image {f}: {exc}") from None

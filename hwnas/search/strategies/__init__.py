@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from hwnas.errors import ConfigError
+from hwnas.config import keyword_params, parse_kwargs
 from hwnas.registry import Registry
 from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
 from hwnas.search.strategies.evolution import RegularizedEvolution
@@ -27,22 +26,16 @@ STRATEGIES.add("default", SurrogateSearch)  # the robust default across tables (
 
 def strategy_params(name: str) -> dict[str, Any]:
     """Tunable keyword parameters of a strategy with their defaults."""
-    sig = inspect.signature(STRATEGIES.get(name).__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return keyword_params(STRATEGIES.get(name).__init__)
 
 
 def make_strategy(
     name: str, space: SearchSpace, num_objectives: int, seed: int = 0, params: Mapping[str, Any] | None = None
 ) -> Strategy:
-    """Instantiate a registered strategy; unknown parameters list the valid ones."""
+    """Instantiate a registered strategy; parameters are checked by `hwnas.config.parse_kwargs` (unknown
+    names list the valid ones; types from the constructor's annotations; ranges in the constructor)."""
     cls = STRATEGIES.get(name)
-    valid = strategy_params(name)
-    unknown = sorted(set(params or {}) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"strategy {name!r} has no parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid)) or '(none)'}"
-        )
-    return cls(space, num_objectives, seed, **dict(params or {}))
+    return cls(space, num_objectives, seed, **parse_kwargs(cls.__init__, params, "", f"strategy {name!r}"))
 
 
 __all__ = [
