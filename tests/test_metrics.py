@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from hwnas.metrics import arch_cost, count_macs, count_params, peak_activation_bytes
+from hwnas.metrics import arch_cost, count_macs, count_params, mbconv_work, peak_activation_bytes
 from hwnas.spaces import Block, get_space
 
 
@@ -19,6 +19,21 @@ def test_mbconv_params_match_hand_computation():
     # k3_e1: no expansion conv at all.
     block = Block("mbconv", 16, 16, (28, 28), kernel=3, expansion=1)
     assert count_params(space.build_block(block)) == 16 * 9 + 32 + 16 * 16 + 32
+
+
+def test_analytic_mbconv_macs_agree_with_fvcore_on_the_built_blocks():
+    for spec in ("mobile:mnist", "mobile:cifar"):
+        space = get_space(spec)
+        for seed in range(4):
+            arch = space.sample(seed)
+            mbconvs = [b for b in space.blocks(arch) if b.kind == "mbconv"]
+            work = mbconv_work(arch)
+            traced = sum(count_macs(space.build_block(b), b.input_shape).macs for b in mbconvs)
+            assert work.pointwise_macs + work.depthwise_macs == traced and work.blocks == len(mbconvs)
+    space = get_space("mobile:mnist")  # k3 -> k5 in layer 0 (96 hidden channels at 28x28) adds depthwise work only
+    k3, k5 = (mbconv_work(space.parse(f"k{k}_e6-k3_e3-k3_e3-k3_e3-k3_e3-k3_e3-k3_e3")) for k in (3, 5))
+    assert k3.pointwise_macs == k5.pointwise_macs and k3.activation_elems == k5.activation_elems
+    assert k5.depthwise_macs - k3.depthwise_macs == 28 * 28 * 96 * (25 - 9)
 
 
 def test_nb201_op_params_and_macs_match_hand_computation():

@@ -166,14 +166,14 @@ def test_shrinking_keeps_the_hidden_channels_with_the_largest_outgoing_weights()
     m = space.morphisms()
     arch = space.parse("k3_e6-k3_e3-k3_e3-k3_e1-k3_e1-k3_e1-k3_e1")
     net = space.build(arch)
-    proj = net.l0.body[6].weight  # (16, 96, 1, 1): outgoing weights of the 96 hidden channels
+    proj = net.l0.project.conv.weight  # (16, 96, 1, 1): outgoing weights of the 96 hidden channels
     keep = torch.zeros(96, dtype=torch.bool)
     keep[torch.randperm(96, generator=torch.Generator().manual_seed(0))[:48]] = True
     with torch.no_grad():
         proj[:, ~keep] *= 1e-3  # the other half is unimportant
     _, state = m.apply(arch, net.state_dict(), ["e6e3@l0"])
-    kept = state["l0.body.3.weight"]  # the child's depthwise kernels, one per hidden channel
-    parent_dw = net.l0.body[3].weight.detach()
+    kept = state["l0.dw.conv.weight"]  # the child's depthwise kernels, one per hidden channel
+    parent_dw = net.l0.dw.conv.weight.detach()
     matches = [int(torch.nonzero((parent_dw == k).all(dim=(1, 2, 3))).flatten()[0]) for k in kept]
     assert sorted(matches) == sorted(torch.nonzero(keep).flatten().tolist())
 

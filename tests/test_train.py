@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from hwnas.errors import HwnasError, UnknownNameError
-from hwnas.spaces import get_space
+from hwnas.spaces import get_space, upgrade_state_dict
 from hwnas.train import TrainConfig, TrainingDivergedError, load_dataset, train_arch
 from hwnas.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -90,3 +95,59 @@ def test_checkpoint_rejects_missing_and_foreign_files(tmp_path):
     save_file({"w": torch.zeros(1)}, str(tmp_path / "foreign.safetensors"))
     with pytest.raises(HwnasError, match="not an hwnas checkpoint"):
         load_checkpoint(tmp_path / "foreign.safetensors")
+
+
+# Saved by hwnas 9292ddd, whose MBConv was one nn.Sequential `body` (keys `l1.body.4.weight`): checkpoint
+# schema 1, non-trivial BN statistics, and in its meta the eval-mode logits of a seeded input.
+V1 = Path(__file__).parent / "data" / "mobile_v1.safetensors"
+
+
+def _v1_probe() -> tuple[torch.Tensor, torch.Tensor]:
+    with safe_open(str(V1), framework="pt") as f:
+        header, keys = f.metadata(), list(f.keys())
+    assert header["schema"] == "1" and any(".body." in k for k in keys)  # the old key layout
+    meta = json.loads(header["meta"])
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(meta["input_seed"]))
+    assert float(x.sum()) == pytest.approx(meta["input_sum"])  # the input the logits were taken on
+    return x, torch.tensor(meta["logits"])
+
+
+def test_checkpoints_of_the_old_key_layout_load_export_and_morph_with_the_same_outputs(tmp_path):
+    from hwnas.export.source import load_weights
+
+    x, logits = _v1_probe()
+    arch, model, _ = load_checkpoint(V1)
+    with torch.no_grad():
+        assert torch.allclose(model(x), logits, atol=1e-5)
+        torch.save(load_file(str(V1)), tmp_path / "v1.pt")  # a plain torch state dict of the old layout
+        assert torch.allclose(load_weights(tmp_path / "v1.pt", arch)(x), logits, atol=1e-5)
+        resaved = save_checkpoint(tmp_path / "v2.safetensors", arch, model)
+        with safe_open(str(resaved), framework="pt") as f:
+            assert f.metadata()["schema"] == "2" and not any(".body." in k for k in f.keys())
+        assert torch.allclose(load_checkpoint(resaved)[1](x), logits, atol=1e-5)
+        space = get_space(arch.space)  # a LEMONADE child inherits the migrated weights exactly
+        child_arch, state = space.morphisms().apply(arch, model.state_dict(), ["k3k5@l1", "e3e6@l3"])
+        child = space.build(child_arch)
+        child.load_state_dict(state, strict=True)
+        assert torch.allclose(child.eval()(x), logits, atol=1e-5)
+
+
+def test_supernet_weights_of_the_old_key_layout_load_into_a_supernet():
+    x, logits = _v1_probe()
+    old = load_file(str(V1))
+    arch, _, _ = load_checkpoint(V1)
+    space = get_space(arch.space)
+    net = space.supernet()
+    chosen = dict(zip(net.names, space.encode(arch)))
+    # The old supernet's keys: the arch's, with `ops.<candidate>` after the layer name.
+    old_net = {}
+    for key, value in old.items():
+        layer, _, rest = key.partition(".")
+        old_net[f"{layer}.ops.{chosen[layer]}.{rest}" if layer in chosen else key] = value
+    upgraded = upgrade_state_dict(net, old_net)
+    assert set(upgraded) <= set(net.state_dict())
+    net.load_state_dict({**net.state_dict(), **upgraded}, strict=True)
+    model = space.build(arch)
+    model.load_state_dict(net.path_state_dict(arch), strict=True)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), logits, atol=1e-5)

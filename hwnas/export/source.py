@@ -11,7 +11,7 @@ from torch import nn
 
 from hwnas.errors import HwnasError
 from hwnas.fileio import sha256_file
-from hwnas.spaces import Arch, get_space
+from hwnas.spaces import Arch, get_space, upgrade_state_dict
 
 
 @dataclass
@@ -74,7 +74,7 @@ def load_weights(path: str | Path, arch: Arch) -> nn.Module:
         raise HwnasError(f"{path} does not hold a state dict of tensors; save model.state_dict()")
     model = space.build(arch)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(upgrade_state_dict(model, state), strict=True)  # older key layouts too
     except RuntimeError as exc:
         raise HwnasError(
             f"weights {path} do not fit arch {arch} of {arch.space}: {str(exc).splitlines()[0]}; "

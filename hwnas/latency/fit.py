@@ -56,23 +56,10 @@ def default_prior(space: str) -> LatencyTable | None:
 
 def mobile_features(arch: Arch) -> list[float]:
     """MACs (millions) of 1x1 and of depthwise convs, activation elements (millions), MBConv count."""
-    space = get_space(arch.space)
-    pw = dw = act = 0.0
-    count = 0.0
-    for b in space.blocks(arch):
-        if b.kind != "mbconv":
-            continue
-        h, w = b.input_hw
-        ho, wo = (h - 1) // b.stride + 1, (w - 1) // b.stride + 1
-        mid = b.in_channels * b.expansion
-        if b.expansion != 1:
-            pw += h * w * b.in_channels * mid / b.groups
-            act += h * w * mid
-        dw += ho * wo * mid * b.kernel * b.kernel
-        pw += ho * wo * mid * b.out_channels / b.groups
-        act += ho * wo * (mid + b.out_channels)
-        count += 1
-    return [pw / 1e6, dw / 1e6, act / 1e6, count]
+    from hwnas.metrics import mbconv_work
+
+    work = mbconv_work(arch)
+    return [work.pointwise_macs / 1e6, work.depthwise_macs / 1e6, work.activation_elems / 1e6, float(work.blocks)]
 
 
 MOBILE_FEATURES = ["pointwise_macs_m", "depthwise_macs_m", "activations_m", "mbconv_blocks"]

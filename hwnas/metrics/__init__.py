@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from hwnas.metrics.analytic import ConvWork, mbconv_work
 from hwnas.metrics.flops import OpCounts, count_macs, count_params
 from hwnas.metrics.memory import peak_activation_bytes
 from hwnas.spaces import Arch, space_of
@@ -37,4 +38,6 @@ def arch_cost(arch: Arch) -> Cost:
     )
 
 
-__all__ = ["Cost", "OpCounts", "arch_cost", "count_macs", "count_params", "peak_activation_bytes"]
+__all__ = [
+    "ConvWork", "Cost", "OpCounts", "arch_cost", "count_macs", "count_params", "mbconv_work", "peak_activation_bytes",
+]

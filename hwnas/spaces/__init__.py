@@ -9,6 +9,7 @@ from hwnas.registry import Registry
 from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
 from hwnas.spaces.mobile import MobileSpace
 from hwnas.spaces.nb201 import NB201Space
+from hwnas.spaces.state_keys import upgrade_state_dict
 
 SPACES: Registry[type[SearchSpace]] = Registry("search space")
 SPACES.add(NB201Space.name, NB201Space)
@@ -34,4 +35,5 @@ def space_of(arch: Arch) -> SearchSpace:
 
 __all__ = [
     "Arch", "ArchError", "Block", "Morphisms", "SearchSpace", "SPACES", "get_space", "parse_arch", "space_of",
+    "upgrade_state_dict",
 ]

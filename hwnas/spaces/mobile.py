@@ -2,77 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from hwnas.errors import ArchError
 from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
+from hwnas.spaces.mobile_morphisms import MobileMorphisms
+from hwnas.spaces.mobile_ops import BLOCK_OPS, KIND, OPS, SKIP, MBConv
+from hwnas.spaces.supernet import Supernet
 
-KERNELS = (3, 5)
-EXPANSIONS = (1, 3, 6)
-GROUPS = (1, 2)
-SKIP = "skip"
 SEPARATOR = "-"
-
-
-def op_name(kernel: int, expansion: int, groups: int) -> str:
-    """Canonical op name, e.g. `k3_e6` or `k5_e1_g2`."""
-    return f"k{kernel}_e{expansion}" + (f"_g{groups}" if groups > 1 else "")
-
-
-BLOCK_OPS: tuple[str, ...] = tuple(
-    op_name(k, e, g) for k, e, g in itertools.product(KERNELS, EXPANSIONS, GROUPS)
-)
-_OP_PARAMS = {
-    op_name(k, e, g): (k, e, g) for k, e, g in itertools.product(KERNELS, EXPANSIONS, GROUPS)
-}
-
-
-class ChannelShuffle(nn.Module):
-    """Interleave channels across groups so grouped 1x1 convs mix information."""
-
-    def __init__(self, groups: int) -> None:
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(1, (self.groups, -1)).transpose(1, 2).flatten(1, 2)
-
-
-class MBConv(nn.Module):
-    """1x1 expand (grouped) -> shuffle -> kxk depthwise -> 1x1 project (grouped), residual when shapes allow."""
-
-    def __init__(
-        self, c_in: int, c_out: int, kernel: int, expansion: int, groups: int, stride: int
-    ) -> None:
-        super().__init__()
-        mid = c_in * expansion
-        layers: list[nn.Module] = []
-        if expansion != 1:
-            layers += [
-                nn.Conv2d(c_in, mid, 1, groups=groups, bias=False),
-                nn.BatchNorm2d(mid),
-                nn.ReLU(),
-            ]
-            if groups > 1:
-                layers.append(ChannelShuffle(groups))
-        layers += [
-            nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(),
-            nn.Conv2d(mid, c_out, 1, groups=groups, bias=False),
-            nn.BatchNorm2d(c_out),
-        ]
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        return x + y if self.residual else y
 
 
 class Stem(nn.Sequential):
@@ -171,20 +112,27 @@ class MobileSpace(SearchSpace):
                 )
         return super().make(genes)
 
-    def blocks(self, arch: Arch) -> list[Block]:
-        self.check(arch)
+    def stem_block(self) -> Block:
         c_img, h, w = self.input_shape
         stem_c, stem_s = self.config["stem"]
-        out = [Block("stem", c_img, stem_c, (h, w), stride=stem_s, kernel=3)]
-        for gene, (c_in, c_out, stride, hw) in zip(arch.genes, self.layers()):
-            if gene != SKIP:
-                k, e, g = _OP_PARAMS[gene]
-                out.append(Block("mbconv", c_in, c_out, hw, stride, k, e, g))
-        c_last = self.config["stages"][-1][0]
-        last = self.layers()[-1]
-        hw = (_conv_out(last[3][0], last[2]), _conv_out(last[3][1], last[2]))
-        out.append(Block("head", c_last, self.num_classes, hw))
-        return out
+        return Block("stem", c_img, stem_c, (h, w), stride=stem_s, kernel=3)
+
+    def layer_block(self, index: int, gene: str) -> Block | None:
+        """The block searchable layer `index` runs with `gene` (None for a skip)."""
+        if gene == SKIP:
+            return None
+        c_in, c_out, stride, hw = self.layers()[index]
+        op = OPS[gene]
+        return Block(KIND, c_in, c_out, hw, stride, op.kernel, op.expansion, op.groups)
+
+    def head_block(self) -> Block:
+        _, c_last, stride, (h, w) = self.layers()[-1]
+        return Block("head", c_last, self.num_classes, (_conv_out(h, stride), _conv_out(w, stride)))
+
+    def blocks(self, arch: Arch) -> list[Block]:
+        self.check(arch)
+        layers = [self.layer_block(i, gene) for i, gene in enumerate(arch.genes)]
+        return [self.stem_block(), *(b for b in layers if b is not None), self.head_block()]
 
     @staticmethod
     def layer_name(index: int) -> str:
@@ -193,11 +141,12 @@ class MobileSpace(SearchSpace):
 
     def build(self, arch: Arch) -> nn.Module:
         """`stem`, `l0`..`l{n-1}` (a skip layer is an `nn.Identity`, so names never shift) and `head`."""
-        blocks = iter(self.blocks(arch))
-        modules: list[tuple[str, nn.Module]] = [("stem", self.build_block(next(blocks)))]
+        self.check(arch)
+        modules: list[tuple[str, nn.Module]] = [("stem", self.build_block(self.stem_block()))]
         for i, gene in enumerate(arch.genes):
-            modules.append((self.layer_name(i), nn.Identity() if gene == SKIP else self.build_block(next(blocks))))
-        modules.append(("head", self.build_block(next(blocks))))
+            block = self.layer_block(i, gene)
+            modules.append((self.layer_name(i), nn.Identity() if block is None else self.build_block(block)))
+        modules.append(("head", self.build_block(self.head_block())))
         return nn.Sequential(OrderedDict(modules))
 
     def build_block(self, block: Block) -> nn.Module:
@@ -205,21 +154,18 @@ class MobileSpace(SearchSpace):
             return Stem(block.in_channels, block.out_channels, block.stride)
         if block.kind == "head":
             return Head(block.in_channels, self.config["head"], block.out_channels)
-        if block.kind == "mbconv":
+        if block.kind == KIND:
             return MBConv(
                 block.in_channels, block.out_channels, block.kernel, block.expansion,
                 block.groups, block.stride,
             )
         raise ArchError(f"space {self.spec} has no block kind {block.kind!r}")
 
-    # -- supernet ability (hwnas.search.dnas, FBNet) -----------------------------------------------
+    # -- opt-in abilities ---------------------------------------------------------------------------
     def supernet(self) -> nn.Module:
         """A `Supernet`: a mixed op per layer over the candidate blocks `build` uses (see spaces/supernet.py)."""
-        from hwnas.spaces.supernet import Supernet
-
         return Supernet(self)
-    def morphisms(self) -> Morphisms:
-        """Exact and approximate MBConv morphisms (see `hwnas.spaces.morphisms`)."""
-        from hwnas.spaces.morphisms import MobileMorphisms
 
+    def morphisms(self) -> Morphisms:
+        """Exact and approximate MBConv morphisms (see `hwnas.spaces.mobile_morphisms`)."""
         return MobileMorphisms(self)

@@ -10,40 +10,10 @@ from torch import nn
 
 from hwnas.errors import ArchError
 from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
+from hwnas.spaces.nb201_morphisms import NB201Morphisms
+from hwnas.spaces.nb201_ops import EDGES, OPS, ReLUConvBN, live_edges, make_op
 
-OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-# Edge (to_node, from_node) of each gene position, in NAS-Bench-201 string order.
-EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 _NODE_RE = re.compile(r"^\|(?:[a-z0-9_]+~\d+\|)+$")
-
-
-def live_edges(genes: Sequence[str]) -> list[int]:
-    """Positions whose op reaches the cell output from its input (dead and `none` edges cost nothing)."""
-    ops = dict(zip(EDGES, genes))
-    reachable = {0}
-    for to in (1, 2, 3):
-        if any(ops[(to, src)] != "none" and src in reachable for src in range(to)):
-            reachable.add(to)
-    feeds_output = {3}
-    for src in (2, 1, 0):
-        if any(ops[(to, src)] != "none" and to in feeds_output for to in range(src + 1, 4)):
-            feeds_output.add(src)
-    return [
-        pos
-        for pos, (to, src) in enumerate(EDGES)
-        if genes[pos] != "none" and src in reachable and to in feeds_output
-    ]
-
-
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> Conv(k x k) -> BatchNorm, the NAS-Bench-201 conv op."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
-        super().__init__(
-            nn.ReLU(),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
 
 
 class ResidualReduction(nn.Module):
@@ -80,19 +50,6 @@ class Cell(nn.Module):
             nodes[to] = out if nodes[to] is None else nodes[to] + out
         # A cell whose output is cut off from its input outputs zeros.
         return nodes[3] if nodes[3] is not None else torch.zeros_like(x)
-
-
-def make_op(op: str, channels: int) -> nn.Module:
-    """The module of one cell op at a given channel count."""
-    if op == "skip_connect":
-        return nn.Identity()
-    if op == "nor_conv_1x1":
-        return ReLUConvBN(channels, channels, 1)
-    if op == "nor_conv_3x3":
-        return ReLUConvBN(channels, channels, 3)
-    if op == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    raise ArchError(f"no module for nb201 op {op!r}; valid: {', '.join(OPS[1:])}")
 
 
 class Head(nn.Sequential):
@@ -206,7 +163,5 @@ class NB201Space(SearchSpace):
         return make_op(block.kind, block.in_channels)
 
     def morphisms(self) -> Morphisms:
-        """Edge morphisms (`none` -> conv exact, see `hwnas.spaces.morphisms`)."""
-        from hwnas.spaces.morphisms import NB201Morphisms
-
+        """Edge morphisms (`none` -> conv exact, see `hwnas.spaces.nb201_morphisms`)."""
         return NB201Morphisms(self)

@@ -1,6 +1,6 @@
 """Supernet ability of layer-wise spaces (`mobile`): one mixed op per layer over that layer's candidate blocks.
 
-The candidate modules are built by the space's own `build_block` from the blocks of `blocks(arch)`, so
+The candidate modules are built by the space's own `build_block` from its `layer_block(index, gene)`, so
 the network of a derived arch is exactly one path of the supernet: `path_state_dict(arch)` loads
 strictly into `space.build(arch)` and gives the same outputs. Module names follow `build`: `stem`,
 `l0`..`l{n-1}` (a mixed op whose candidate i is `l{n}.ops.{i}`), `head`; a skip candidate is
@@ -18,37 +18,22 @@ from torch import nn
 from hwnas.errors import ArchError
 from hwnas.spaces.base import Arch, Block, SearchSpace
 
-SKIP = "skip"
-
 
 def layer_candidates(space: SearchSpace) -> tuple[Block, list[list[Block | None]], Block]:
-    """(stem block, per layer the block of each candidate gene (None for skip), head block).
+    """(stem block, per layer the block of each candidate gene (None for a skip), head block).
 
-    Found through `space.blocks` on archs that differ in one layer only, so a candidate's block (and
-    hence its module and latency-table key) is the one `build` would use.
+    Read from the space's own `stem_block`, `layer_block(index, gene)` and `head_block`, the blocks
+    `build` uses, so a candidate's module and latency-table key are the ones of a built network.
     """
-    choices = space.choices
-    base = []
-    for i, valid in enumerate(choices):
-        blocks = [g for g in valid if g != SKIP]
-        if not blocks:
-            raise ArchError(f"layer {i} of {space.spec} has no block choice; a supernet needs one per layer")
-        base.append(blocks[0])
-    ref = space.blocks(space.make(base))
-    if len(ref) != len(choices) + 2:
+    if not all(hasattr(space, m) for m in ("stem_block", "layer_block", "head_block", "layer_name")):
         raise ArchError(f"space {space.spec} is not layer-wise (stem, one block per layer, head); no supernet")
     layers: list[list[Block | None]] = []
-    for i, valid in enumerate(choices):
-        row: list[Block | None] = []
-        for gene in valid:
-            if gene == SKIP:
-                row.append(None)
-                continue
-            genes = list(base)
-            genes[i] = gene
-            row.append(space.blocks(space.make(genes))[1 + i])
+    for i, valid in enumerate(space.choices):
+        row = [space.layer_block(i, gene) for gene in valid]  # type: ignore[attr-defined]
+        if all(b is None for b in row):
+            raise ArchError(f"layer {i} of {space.spec} has no block choice; a supernet needs one per layer")
         layers.append(row)
-    return ref[0], layers, ref[-1]
+    return space.stem_block(), layers, space.head_block()  # type: ignore[attr-defined]
 
 
 class MixedOp(nn.Module):
@@ -95,9 +80,11 @@ class Supernet(nn.Module):
         stem, layers, head = layer_candidates(space)
         self.stem = space.build_block(stem)
         self.names: list[str] = []
+        # per layer, the index of its pass-through (skip) candidate, or None
+        self.skip_index: list[int | None] = [next((j for j, b in enumerate(row) if b is None), None) for row in layers]
         for i, (valid, blocks) in enumerate(zip(self.choices, layers)):
             ops = [nn.Identity() if b is None else space.build_block(b) for b in blocks]
-            name = f"l{i}"
+            name = space.layer_name(i)  # type: ignore[attr-defined]
             self.add_module(name, MixedOp(valid, ops))
             self.names.append(name)
         self.head = space.build_block(head)

@@ -3,6 +3,9 @@
 Checkpoints travel as bytes (a worker returns them with its result, the driver writes them under the
 run's folder; a child's parent weights go to the worker the same way), so no worker needs the driver's
 disk. Nothing is ever unpickled: safetensors holds tensors and a JSON header only.
+
+Schema 2 stores today's key layout (`hwnas.spaces.state_keys`); schema 1 files (MBConv parts by
+position) still load: their keys go through `upgrade_state_dict`.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.spaces import Arch, get_space
+from hwnas.spaces import Arch, get_space, upgrade_state_dict
 
-CHECKPOINT_SCHEMA = 1
+CHECKPOINT_SCHEMA = 2  # the key layout v2 of `hwnas.spaces.state_keys`; schema 1 held layout v1
+SUPPORTED_SCHEMAS = ("1", "2")
 
 
 def checkpoint_bytes(arch: Arch, model: nn.Module, meta: dict[str, Any] | None = None) -> bytes:
@@ -62,14 +66,14 @@ def _header(data: bytes, what: str) -> dict[str, str]:
         raise HwnasError(f"{what} is not a valid safetensors checkpoint: {exc}") from None
 
 
-def read_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, dict[str, Any], dict[str, Any]]:
-    """(arch, state dict, meta) of checkpoint bytes, without building the network."""
+def _read(data: bytes, what: str) -> tuple[str, Arch, dict[str, Any], dict[str, Any]]:
+    """(schema, arch, state dict as stored, meta)."""
     from safetensors.torch import load
 
     header = _header(data, what)
-    if header.get("schema") != str(CHECKPOINT_SCHEMA) or "arch" not in header:
+    if header.get("schema") not in SUPPORTED_SCHEMAS or "arch" not in header:
         raise HwnasError(
-            f"{what} is not an hwnas checkpoint of schema {CHECKPOINT_SCHEMA} (header: {sorted(header)})"
+            f"{what} is not an hwnas checkpoint of schema {' or '.join(SUPPORTED_SCHEMAS)} (header: {sorted(header)})"
         )
     try:
         state = load(data)
@@ -80,13 +84,23 @@ def read_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, 
         meta = json.loads(header.get("meta", "{}"))
     except json.JSONDecodeError as exc:
         raise HwnasError(f"{what} has a header `meta` that is not JSON ({exc}); re-save the checkpoint") from None
+    return header["schema"], arch, state, meta
+
+
+def read_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, dict[str, Any], dict[str, Any]]:
+    """(arch, state dict in today's key layout, meta) of checkpoint bytes."""
+    schema, arch, state, meta = _read(data, what)
+    if schema != str(CHECKPOINT_SCHEMA):
+        state = upgrade_state_dict(get_space(arch.space).build(arch), state)
     return arch, state, meta
 
 
 def load_checkpoint_bytes(data: bytes, what: str = "checkpoint") -> tuple[Arch, nn.Module, dict[str, Any]]:
-    """Rebuild the network of checkpoint bytes and load its weights (eval mode)."""
-    arch, state, meta = read_checkpoint_bytes(data, what)
+    """Rebuild the network of checkpoint bytes and load its weights (eval mode); older schemas are upgraded."""
+    schema, arch, state, meta = _read(data, what)
     model = get_space(arch.space).build(arch)
+    if schema != str(CHECKPOINT_SCHEMA):
+        state = upgrade_state_dict(model, state)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -127,6 +127,33 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
     model.eval()
 
 
+def _sgd(model: nn.Module, config: TrainConfig, parameters: Iterable[nn.Parameter] | None,
+         total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD (Nesterov when there is momentum) over `parameters` (default: the model's), one-cycle schedule."""
+    opt = torch.optim.SGD(
+        list(model.parameters() if parameters is None else parameters), lr=config.lr, momentum=config.momentum,
+        nesterov=config.momentum > 0, weight_decay=config.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
+    return opt, sched
+
+
+def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hooks: Sequence[TrainHook],
+          opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, lr: float) -> torch.Tensor:
+    """One weight update on a batch; returns its loss (hooks' terms included)."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    for hook in hooks:
+        loss = hook.loss(model, x, y, logits, loss)
+    if not torch.isfinite(loss):
+        raise TrainingDivergedError(f"training loss became {loss.item()} at lr={lr}; lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss
+
+
 def train_model(
     model: nn.Module, data: Splits, config: TrainConfig = TrainConfig(), progress: bool = False,
     hooks: Sequence[TrainHook] = (), parameters: Iterable[nn.Parameter] | None = None,
@@ -143,14 +170,7 @@ def train_model(
     gen = torch.Generator().manual_seed(config.seed)
     n = max(1, int(len(data.x_train) * config.data_fraction))
     x_train, y_train = data.x_train[:n].to(dev), data.y_train[:n].to(dev)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    opt = torch.optim.SGD(
-        list(model.parameters() if parameters is None else parameters), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-        weight_decay=config.weight_decay,
-    )
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
-    )
+    opt, sched = _sgd(model, config, parameters, config.epochs * math.ceil(n / config.batch_size))
     epochs = range(config.epochs)
     if progress:
         from tqdm import tqdm
@@ -165,19 +185,7 @@ def train_model(
         order = torch.randperm(n, generator=gen).to(dev)
         for i in range(0, n, config.batch_size):
             idx = order[i : i + config.batch_size]
-            x, y = x_train[idx], y_train[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            for hook in hooks:
-                loss = hook.loss(model, x, y, logits, loss)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"training loss became {loss.item()} at lr={config.lr}; lower the learning rate"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            loss = _step(model, x_train[idx], y_train[idx], hooks, opt, sched, config.lr)
             step += 1
             for hook in hooks:
                 hook.after_step(model, step)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from hwnas.errors import HwnasError
+from hwnas.spaces import upgrade_state_dict
 
 
 def _split_optimizer(prefix: str, state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -83,7 +84,8 @@ def load_state(path: Path, model: torch.nn.Module, optimizers: dict[str, torch.o
     with safe_open(str(path), framework="pt") as fh:
         opt_rest = json.loads(fh.metadata()["optimizers"])
     tensors = load(data)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    weights = upgrade_state_dict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(weights, strict=True)
     for name, opt in optimizers.items():
         opt.load_state_dict(_join_optimizer(f"opt.{name}", tensors, opt_rest[name]))
     for name, gen in generators.items():

@@ -276,8 +276,8 @@ def _check(value: torch.Tensor, what: str, epoch: int, tau: float, path: Path | 
 def _warnings(net: Any, probs: list[torch.Tensor], epoch: int, config: SupernetConfig, search: bool) -> list[str]:
     """Failure modes seen in other ports: all-skip collapse and theta hardening long before the end."""
     out = []
-    skippable = [i for i, c in enumerate(net.choices) if "skip" in c]
-    if search and skippable and all(net.choices[i][int(probs[i].argmax())] == "skip" for i in skippable):
+    skippable = [i for i, s in enumerate(net.skip_index) if s is not None]
+    if search and skippable and all(int(probs[i].argmax()) == net.skip_index[i] for i in skippable):
         out.append(f"epoch {epoch}: collapsed to skip in every skippable layer (check the cost weight)")
     early = [i for i, p in enumerate(probs) if float(p.max()) > 0.99]
     if search and early and epoch < config.epochs - 1:
