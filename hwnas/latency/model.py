@@ -127,7 +127,7 @@ def arch_features(entries: Sequence[Any], input_elems: Sequence[int], statistic:
         else:
             raw = sum(elems for left, right, elems in zip(entries, entries[1:], input_elems[1:])
                       if left.layouts[1] != right.layouts[0]) if chain else 0
-        out[t.coef] = raw if t.unit == 1.0 else raw / t.unit
+        out[t.coef] = raw / t.unit
     return out
 
 
