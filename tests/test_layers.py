@@ -11,12 +11,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hwnas"
 
 # Lowest first. Modules of one level may import each other; a lower level never imports a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "config", "registry", "fileio", "objectives", "pareto"),
+    ("__init__", "errors", "config", "registry", "fileio", "pareto"),
     ("spaces",),
     ("metrics",),
     ("onnx_export",),
     ("devices",),
     ("latency",),
+    ("objectives",),  # each objective computes itself: from metrics, a latency source, a device
     ("train",),
     ("storage",),
     ("execution",),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
+from hwnas.latency.model import Calibration
+from hwnas.latency.source import LatencySource
 from hwnas.latency.table import (
     SCHEMA_VERSION,
-    Calibration,
     LatencyTable,
     LatencyTableError,
     MissingEntryError,
@@ -17,9 +17,8 @@ from hwnas.latency.table import (
 )
 
 
-def load_predictor(path: str | os.PathLike[str]) -> Any:
-    """A measured `LatencyTable` or a few-shot `FittedTable`, by the file's schema; both have
-    `predict_ms(arch)` and `sha256`."""
+def load_predictor(path: str | os.PathLike[str]) -> LatencySource:
+    """A measured `LatencyTable` or a few-shot `FittedTable`, by the file's schema (both `LatencySource`s)."""
     try:
         schema = json.loads(Path(path).read_text()).get("schema")
     except (OSError, json.JSONDecodeError, AttributeError):
@@ -32,6 +31,6 @@ def load_predictor(path: str | os.PathLike[str]) -> Any:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "Calibration", "LatencyTable", "LatencyTableError", "MissingEntryError", "TableEntry",
-    "load_predictor",
+    "SCHEMA_VERSION", "Calibration", "LatencySource", "LatencyTable", "LatencyTableError", "MissingEntryError",
+    "TableEntry", "load_predictor",
 ]

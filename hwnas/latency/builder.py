@@ -7,7 +7,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ import hwnas
 from hwnas.devices.profilers import Profiler, get_profiler
 from hwnas.devices.spec import DeviceSpec, load_device
 from hwnas.devices.timing import Measurement
-from hwnas.latency.table import Calibration, LatencyTable, LatencyTableError, TableEntry
+from hwnas.latency.model import FORMS, Calibration, coefficients, fit_columns
+from hwnas.latency.table import LatencyTable, LatencyTableError, TableEntry
 from hwnas.spaces import Arch, Block, SearchSpace, get_space
 
 
@@ -126,80 +127,118 @@ def build_table(spec: DeviceSpec, space: SearchSpace | str, out: str | os.PathLi
     keeping the round with the lowest value. Blocks that still look noisy (see `noisy_entries`) are
     measured up to `extra_rounds` more times; those left noisy are reported through `warn` with numbers.
     """
-    from hwnas.latency.drift import REFERENCE_MODEL, reference_ms, reference_record
-
     space = get_space(space) if isinstance(space, str) else space
     profiler = profiler or get_profiler(spec)
-    fingerprint = spec.fingerprint()
-    table = open_table(out, spec, space, fingerprint)
+    table = open_table(out, spec, space, spec.fingerprint())
+    run = Profiling(spec, space, profiler, table, Path(out), progress, on_entry)
+    run.start(rounds)
     blocks = space_blocks(space)
-    table.protocol["rounds"] = max(int(rounds), int(table.protocol.get("rounds", 1)))
-    table.protocol["cpus"] = list(profiler.cpus)
-    table.protocol["paired"] = "each block between two drift-reference timings, stored at the table reference's speed"
-    if not table.entries or not table.reference or table.reference.get("model") != REFERENCE_MODEL:
-        record = None  # the speed entries are stored at: the reference's lowest of a few quick rounds
-        for _ in range(ANCHOR_ROUNDS):
-            record = reference_record(reference_ms(profiler), record)
-        table.reference = record
-    anchor = float(table.reference["median_ms"])
-    if not Path(out).exists():
-        table.save(out)
-    from tqdm import tqdm
-
-    def measure(todo: list[Block], r: int, desc: str) -> None:
-        bar = tqdm(todo, desc=desc, unit="block", disable=not progress, file=sys.stderr)
-        before = reference_ms(profiler)
-        for block in bar:
-            bar.set_postfix_str(block.key, refresh=False)
-            module = space.build_block(block)
-            for _ in range(PAIR_TRIES):  # until the reference reads the same before and after the block
-                m = profiler.measure_module(module, block.input_shape, key=block.key)
-                after = reference_ms(profiler)
-                steady = abs(after / before - 1.0) <= PAIR_AGREEMENT
-                m, before = at_speed(m, 2.0 * anchor / (before + after)), after
-                if steady:
-                    break
-            old = table.entries.get(block.key)
-            entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r, spec.statistic)
-            if entry.layout is None and (layout := profiler.layout(module, block.input_shape, block.key)) is not None:
-                entry = replace(entry, layout=layout.text(), boundary_elems=layout.boundary_elems)
-            table.entries[block.key] = entry
-            table.provenance["updated_utc"] = _now()
-            table.save(out)
-            if on_entry is not None:
-                on_entry(block, entry)
-
     measured: list[str] = []
     for r in range(1, int(rounds) + 1):
         todo = [b for b in blocks if b.key not in table.entries or table.entries[b.key].rounds < r]
         if todo:
             measured += [b.key for b in todo if b.key not in measured]
-            measure(todo, r, f"profile {space.spec} on {spec.name}" + (f" (round {r}/{rounds})" if rounds > 1 else ""))
+            run.measure(todo, r, f"profile {space.spec} on {spec.name}" + (f" (round {r}/{rounds})" if rounds > 1 else ""))
     by_key = {b.key: b for b in blocks}
     noisy = noisy_entries(table, measured)
     for extra in range(int(extra_rounds)):
         if not noisy:
             break
-        measure([by_key[k] for k in noisy], max(table.entries[k].rounds for k in noisy) + 1,
-                f"re-measure {len(noisy)} noisy blocks ({extra + 1}/{extra_rounds})")
+        run.measure([by_key[k] for k in noisy], max(table.entries[k].rounds for k in noisy) + 1,
+                    f"re-measure {len(noisy)} noisy blocks ({extra + 1}/{extra_rounds})")
         noisy = noisy_entries(table, list(noisy))
     if measured:
-        table.provenance["noise"] = {
-            "spread_limit": NOISY_SPREAD, "disagreement_limit": NOISY_DISAGREEMENT,
-            "noisy_blocks": {k: {"median_ms": round(e.median_ms, 5), "spread": round(e.spread, 3),
-                                 "disagreement": round(e.disagreement(spec.statistic), 3)}
-                             for k, e in noisy.items()},
-        }
+        table.provenance["noise"] = noise_record(noisy, spec.statistic)
         table.save(out)
     if noisy:
-        worst = sorted(noisy.items(), key=lambda kv: -max(kv[1].spread, kv[1].disagreement(spec.statistic)))[:5]
-        warn(f"{len(noisy)} of {len(measured)} blocks still look noisy after {extra_rounds} re-measurements "
-             f"(the machine is loaded): " + "; ".join(
-                 f"{k}: median {e.median_ms:.4f} ms, (p90-p10)/median {e.spread:.2f}, best rounds "
-                 f"{e.disagreement(spec.statistic):+.1%} apart" for k, e in worst)
-             + f". Limits: spread {NOISY_SPREAD}, rounds {NOISY_DISAGREEMENT:.0%}; profile again on a quiet "
-             "machine for a trustworthy table (re-run resumes; delete the file to start over)")
+        warn(noise_warning(noisy, len(measured), extra_rounds, spec.statistic))
     return table
+
+
+@dataclass
+class Profiling:
+    """One `build_table` call: the table being filled and how its blocks are timed (`measure`)."""
+
+    spec: DeviceSpec
+    space: SearchSpace
+    profiler: Profiler
+    table: LatencyTable
+    out: Path
+    progress: bool = True
+    on_entry: Callable[[Block, TableEntry], None] | None = None
+    anchor: float = 0.0  # the table's reference speed: its drift reference's latency
+
+    def start(self, rounds: int) -> None:
+        """Record the protocol, time the drift reference of a new table (its reference speed), save it."""
+        from hwnas.latency.drift import REFERENCE_MODEL, reference_ms, reference_record
+
+        table = self.table
+        table.protocol["rounds"] = max(int(rounds), int(table.protocol.get("rounds", 1)))
+        table.protocol["cpus"] = list(self.profiler.cpus)
+        table.protocol["paired"] = "each block between two drift-reference timings, stored at the table reference's speed"
+        if not table.entries or not table.reference or table.reference.get("model") != REFERENCE_MODEL:
+            record = None  # the speed entries are stored at: the reference's lowest of a few quick rounds
+            for _ in range(ANCHOR_ROUNDS):
+                record = reference_record(reference_ms(self.profiler), record)
+            table.reference = record
+        self.anchor = float(table.reference["median_ms"])
+        if not self.out.exists():
+            table.save(self.out)
+
+    def measure(self, todo: list[Block], r: int, desc: str) -> None:
+        """The profile loop: time each block of `todo` as round `r`, each between two reference timings, and
+        save the table after every entry."""
+        from tqdm import tqdm
+
+        from hwnas.latency.drift import reference_ms
+
+        bar = tqdm(todo, desc=desc, unit="block", disable=not self.progress, file=sys.stderr)
+        before = reference_ms(self.profiler)
+        for block in bar:
+            bar.set_postfix_str(block.key, refresh=False)
+            module = self.space.build_block(block)
+            for _ in range(PAIR_TRIES):  # until the reference reads the same before and after the block
+                m = self.profiler.measure_module(module, block.input_shape, key=block.key)
+                after = reference_ms(self.profiler)
+                steady = abs(after / before - 1.0) <= PAIR_AGREEMENT
+                m, before = at_speed(m, 2.0 * self.anchor / (before + after)), after
+                if steady:
+                    break
+            self.record(block, module, m, r)
+
+    def record(self, block: Block, module: Any, m: Measurement, r: int) -> None:
+        """Store round `r`'s measurement `m` of `block` (merged with earlier rounds, with its layouts) and save."""
+        table = self.table
+        old = table.entries.get(block.key)
+        entry = TableEntry.from_measurement(m, rounds=r) if old is None else old.merged(m, r, self.spec.statistic)
+        if entry.layout is None and (layout := self.profiler.layout(module, block.input_shape, block.key)) is not None:
+            entry = replace(entry, layout=layout.text(), boundary_elems=layout.boundary_elems)
+        table.entries[block.key] = entry
+        table.provenance["updated_utc"] = _now()
+        table.save(self.out)
+        if self.on_entry is not None:
+            self.on_entry(block, entry)
+
+
+def noise_record(noisy: dict[str, TableEntry], statistic: str) -> dict[str, Any]:
+    """The table's `provenance["noise"]`: the limits and the blocks still noisy after re-measurement."""
+    return {
+        "spread_limit": NOISY_SPREAD, "disagreement_limit": NOISY_DISAGREEMENT,
+        "noisy_blocks": {k: {"median_ms": round(e.median_ms, 5), "spread": round(e.spread, 3),
+                             "disagreement": round(e.disagreement(statistic), 3)}
+                         for k, e in noisy.items()},
+    }
+
+
+def noise_warning(noisy: dict[str, TableEntry], measured: int, extra_rounds: int, statistic: str) -> str:
+    """The warning about blocks left noisy, with the numbers of the worst five."""
+    worst = sorted(noisy.items(), key=lambda kv: -max(kv[1].spread, kv[1].disagreement(statistic)))[:5]
+    return (f"{len(noisy)} of {measured} blocks still look noisy after {extra_rounds} re-measurements "
+            f"(the machine is loaded): " + "; ".join(
+                f"{k}: median {e.median_ms:.4f} ms, (p90-p10)/median {e.spread:.2f}, best rounds "
+                f"{e.disagreement(statistic):+.1%} apart" for k, e in worst)
+            + f". Limits: spread {NOISY_SPREAD}, rounds {NOISY_DISAGREEMENT:.0%}; profile again on a quiet "
+            "machine for a trustworthy table (re-run resumes; delete the file to start over)")
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int, stream: str) -> list[Arch]:
@@ -265,46 +304,11 @@ def measure_archs_paired(profiler: Profiler, archs: list[Arch], rounds: int = 1,
     return [min(v) for v in values], [float(np.median(q)) for q in ratios], low_ref
 
 
-def _forms(s: np.ndarray, k: np.ndarray, overhead_ms: float | None, alone: np.ndarray | None,
-           switch: np.ndarray | None) -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
-    """Candidate calibration forms as (regressor columns, fixed part of the target)."""
-    ones, zero = np.ones_like(s), np.zeros_like(s)
-    forms = {"scale": ([s], zero), "scale+offset": ([s, ones], zero)}
-    if overhead_ms is not None:
-        # each block's measurement carries one per-inference overhead o; the whole network only one
-        net = s - k * overhead_ms
-        forms["overhead"] = ([net], np.full_like(s, overhead_ms))
-        forms["overhead+offset"] = ([net, ones], zero)
-        if alone is not None and switch is not None and np.ptp(alone) > 0:
-            # blocks timed alone paid layout conversions at their boundaries that a network pays only
-            # where neighbours' layouts differ (hwnas.devices.layout)
-            forms["layout"] = ([net, alone, switch, ones] if np.ptp(switch) > 0 else [net, alone, ones], zero)
-    forms["per_block"] = ([s, k, ones], zero)
-    return forms
-
-
-def _coefficients(form: str, coef: np.ndarray, overhead_ms: float | None) -> dict[str, float]:
-    """Calibration coefficients (scale, per_block_ms, offset_ms, layout terms) of a fitted form."""
-    c = [float(v) for v in coef]
-    a = c[0]
-    if form == "scale":
-        return {"scale": a}
-    if form == "scale+offset":
-        return {"scale": a, "offset_ms": c[1]}
-    if form == "overhead":
-        return {"scale": a, "per_block_ms": -a * float(overhead_ms), "offset_ms": float(overhead_ms)}
-    if form == "overhead+offset":
-        return {"scale": a, "per_block_ms": -a * float(overhead_ms), "offset_ms": c[1]}
-    if form == "layout":
-        return {"scale": a, "per_block_ms": -a * float(overhead_ms), "offset_ms": c[-1], "alone_ms_per_kelem": c[1],
-                "switch_ms_per_kelem": c[2] if len(c) == 4 else 0.0}
-    return {"scale": a, "per_block_ms": c[1], "offset_ms": c[2]}
-
-
 def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list[float],
                     fitted_on: list[str] | None = None, overhead_ms: float | None = None,
                     layout_kelems: list[tuple[float, float]] | None = None) -> Calibration:
-    """Map block sums to end-to-end latency; the form with the lowest leave-one-out MAPE wins.
+    """Map block sums to end-to-end latency; the form (hwnas.latency.model.FORMS) with the lowest
+    leave-one-out MAPE wins.
 
     Candidates: scale; scale + offset; with a measured per-inference overhead o, `overhead`
     (y = a (sum - blocks o) + o), `overhead+offset` and, given each arch's `layout_kelems`
@@ -319,7 +323,10 @@ def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list
         return Calibration()
     w = 1.0 / np.maximum(y, 1e-12)
     lay = np.asarray(layout_kelems, dtype=float).reshape(n, 2) if layout_kelems is not None else None
-    forms = _forms(s, k, overhead_ms, None if lay is None else lay[:, 0], None if lay is None else lay[:, 1])
+    features = {"scale": s, "per_block_ms": k, "offset_ms": np.ones_like(s),
+                "alone_ms_per_kelem": None if lay is None else lay[:, 0],
+                "switch_ms_per_kelem": None if lay is None else lay[:, 1]}
+    forms = {name: cols for name, form in FORMS.items() if (cols := fit_columns(form, features, overhead_ms))}
 
     def solve(cols: list[np.ndarray], fixed: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
         X = np.stack([c[rows] for c in cols], axis=1) * w[rows, None]
@@ -329,7 +336,7 @@ def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list
         return coef if coef[0] > 0 else None
 
     scores: dict[str, float] = {}
-    for name, (cols, fixed) in forms.items():
+    for name, (_, cols, fixed) in forms.items():
         if n < len(cols) + 2:
             continue
         errs = []
@@ -341,14 +348,14 @@ def fit_calibration(sums_ms: list[float], n_blocks: list[int], measured_ms: list
             errs.append(abs(pred - y[i]) / max(y[i], 1e-12))
         if len(errs) == n:
             scores[name] = 100.0 * float(np.mean(errs))
-    best = min(scores, key=lambda f: (scores[f], len(forms[f][0]))) if scores else "scale"
-    cols, fixed = forms[best]
+    best = min(scores, key=lambda f: (scores[f], len(forms[f][1]))) if scores else "scale"
+    terms, cols, fixed = forms[best]
     coef = solve(cols, fixed, np.arange(n))
     if coef is None:  # degenerate input: plain ratio
-        best, coef = "scale", np.array([float(np.sum(s * y) / max(np.sum(s * s), 1e-12))])
+        best, terms, coef = "scale", ["scale"], np.array([float(np.sum(s * y) / max(np.sum(s * s), 1e-12))])
     return Calibration(n=n, fitted_on=list(fitted_on or []), form=best, overhead_ms=overhead_ms,
                        cv_mape=scores.get(best), candidates={f: round(v, 3) for f, v in scores.items()},
-                       **_coefficients(best, coef, overhead_ms))
+                       **coefficients(FORMS[best], terms, coef, overhead_ms))
 
 
 def measure_overhead(profiler: Profiler, input_shape: tuple[int, ...], rounds: int = 1) -> float:

@@ -32,6 +32,7 @@ import numpy as np
 
 from hwnas.errors import ConfigError
 from hwnas.fileio import csv_number, read_csv_rows, read_json
+from hwnas.latency.source import LatencySource
 from hwnas.latency.table import LatencyTable, LatencyTableError
 from hwnas.latency.validation import fidelity_metrics, scatter_plot
 from hwnas.spaces import Arch, get_space
@@ -93,8 +94,9 @@ STRUCTURE_FEATURES = [f"live_{op}" for op in CELL_OPS] + ["extra_adds", "empty_c
 
 
 @dataclass(frozen=True)
-class FittedTable:
-    """A latency model fitted from end-to-end measurements: latency_ms = features . coef + intercept."""
+class FittedTable(LatencySource):
+    """A latency model fitted from end-to-end measurements: latency_ms = features . coef + intercept.
+    It has no drift reference: it is used as it is."""
 
     space: str
     target: str
@@ -107,9 +109,6 @@ class FittedTable:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     device_identity: dict[str, Any] = field(default_factory=dict)  # the spec measured on (fit from a device)
-
-    reference = None  # no drift reference: fitted tables are used as they are
-    drift_factor = 1.0
 
     def _prior_table(self, prior_table: LatencyTable | None) -> LatencyTable:
         if prior_table is not None:
@@ -147,10 +146,6 @@ class FittedTable:
         if self.device_identity:
             return {**self.device_identity, "fitted": True}
         return {"name": self.target, "fitted": True, "dead_edges": self.dead_edges}
-
-    @property
-    def device_name(self) -> str:
-        return str(self.device.get("name", ""))
 
     def check_compatible(self, device_identity: dict[str, Any] | None = None, space: str | None = None) -> None:
         """Refuse another space, or (when fitted from a device spec) another device's settings."""
@@ -332,7 +327,7 @@ def _fit_mobile(arch_strings: list[str], y: np.ndarray, sp: Any, train: int, see
     F = np.array([mobile_features(a) for a in archs])
     names = list(MOBILE_FEATURES)
     if prior is not None:
-        F = np.column_stack([[prior.predict_ms(a) for a in archs], F[:, 3:]])
+        F = np.column_stack([prior.predict_many_ms(archs), F[:, 3:]])
         names = ["prior_ms"] + names[3:]
     idx = np.random.default_rng(seed).permutation(len(y))
     tr, te = idx[:train], idx[train:]

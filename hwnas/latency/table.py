@@ -7,12 +7,14 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.fileio import read_json, typed
+from hwnas.latency.model import Calibration, arch_features, arch_ms
+from hwnas.latency.source import LatencySource
 from hwnas.spaces import Arch, Block, get_space
 
 SCHEMA = "hwnas.latency_table"
@@ -114,76 +116,9 @@ class TableEntry:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """End-to-end correction: latency_ms = scale * sum(block medians) + per_block_ms * blocks + offset_ms
-    + alone_ms_per_kelem * (boundary kilo-elements the blocks converted when timed alone)
-    + switch_ms_per_kelem * (kilo-elements the network reorders where neighbours' layouts differ).
-
-    Every candidate form maps onto these numbers; `form` names the one cross-validation chose
-    (e.g. `overhead`: each block's measurement carries one per-inference overhead `overhead_ms`, the
-    whole network only one, so per_block_ms = -scale * overhead_ms and offset_ms = overhead_ms;
-    `layout` adds the two layout terms, see hwnas.devices.layout).
-    """
-
-    scale: float = 1.0
-    per_block_ms: float = 0.0
-    offset_ms: float = 0.0
-    n: int = 0  # end-to-end measurements it was fitted on (0: identity)
-    fitted_on: list[str] = field(default_factory=list)
-    form: str = ""  # chosen candidate form ("" in schema v1 tables)
-    overhead_ms: float | None = None  # measured per-inference overhead (an identity model)
-    cv_mape: float | None = None  # leave-one-out MAPE (%) of the chosen form
-    candidates: dict[str, float] = field(default_factory=dict)  # form -> leave-one-out MAPE (%)
-    alone_ms_per_kelem: float = 0.0
-    switch_ms_per_kelem: float = 0.0
-
-    def describe(self) -> str:
-        """One line: form and coefficients."""
-        if self.n == 0:
-            return "uncalibrated (sum of block medians)"
-        text = (f"form={self.form or 'linear'} scale={self.scale:.4f} per_block_ms={self.per_block_ms:+.5f} "
-                f"offset_ms={self.offset_ms:+.5f} n={self.n}")
-        if self.alone_ms_per_kelem or self.switch_ms_per_kelem:
-            text += (f" alone_ms_per_kelem={self.alone_ms_per_kelem:+.6f}"
-                     f" switch_ms_per_kelem={self.switch_ms_per_kelem:+.6f}")
-        if self.overhead_ms is not None:
-            text += f" overhead_ms={self.overhead_ms:.5f}"
-        if self.cv_mape is not None:
-            text += f" cv_mape={self.cv_mape:.2f}%"
-        return text
-
-    def apply(self, sum_ms: float, n_blocks: int, alone_kelems: float = 0.0, switch_kelems: float = 0.0) -> float:
-        return (self.scale * sum_ms + self.per_block_ms * n_blocks + self.offset_ms
-                + self.alone_ms_per_kelem * alone_kelems + self.switch_ms_per_kelem * switch_kelems)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
-        if not isinstance(data, dict):
-            raise LatencyTableError(f"{where} must be a mapping, got {data!r} ({type(data).__name__})")
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise LatencyTableError(f"{where} has unknown keys {sorted(unknown)}")
-        kinds = {"scale": float, "per_block_ms": float, "offset_ms": float, "n": int, "fitted_on": list, "form": str,
-                 "overhead_ms": float, "cv_mape": float, "candidates": dict, "alone_ms_per_kelem": float,
-                 "switch_ms_per_kelem": float}
-        optional = {"overhead_ms", "cv_mape"}
-        try:
-            values = {k: v if v is None and k in optional else typed(v, kinds[k], k, where) for k, v in data.items()}
-        except ConfigError as exc:
-            raise LatencyTableError(str(exc)) from None
-        bad = [k for k in ("scale", "per_block_ms", "offset_ms", "alone_ms_per_kelem", "switch_ms_per_kelem")
-               if k in values and not math.isfinite(values[k])]
-        if bad:
-            raise LatencyTableError(f"{where}: {bad[0]} must be finite, got {values[bad[0]]!r}")
-        if values.get("scale", 1.0) <= 0:  # a latency would fall as blocks get slower, or go negative
-            raise LatencyTableError(f"{where}: scale must be > 0, got {values['scale']!r}; recalibrate the table "
-                                    "(`hwnas profile ... --recalibrate`) or set scale: 1.0")
-        return cls(**values)
-
-
-class LatencyTable:
-    """Per-block latency of one space on one device; `predict_ms(arch)` = calibrated sum over its blocks."""
+class LatencyTable(LatencySource):
+    """Per-block latency of one space on one device; `predict_ms(arch)` = calibrated sum over its blocks
+    (hwnas.latency.model)."""
 
     def __init__(self, space: str, device: dict[str, Any], entries: dict[str, TableEntry] | None = None,
                  calibration: Calibration | None = None, provenance: dict[str, Any] | None = None,
@@ -200,10 +135,6 @@ class LatencyTable:
         self.drift_factor = 1.0  # set by hwnas.latency.drift.apply_drift at use time; never saved
 
     # -- identity --------------------------------------------------------------------------
-    @property
-    def device_name(self) -> str:
-        return str(self.device.get("name", ""))
-
     @property
     def statistic(self) -> str:
         """Which per-block statistic the table sums: the device spec's (median unless it says p10)."""
@@ -260,7 +191,7 @@ class LatencyTable:
             raise LatencyTableError(str(exc)) from None
         entries = {k: TableEntry.from_dict(v, f"{source} entry {k}") for k, v in data["entries"].items()}
         return cls(data["space"], data["device"], entries,
-                   Calibration.from_dict(data.get("calibration", {}), f"{source} calibration"),
+                   Calibration.from_dict(data.get("calibration", {}), f"{source} calibration", LatencyTableError),
                    data.get("provenance", {}), data.get("protocol", {}), data.get("reference"), version)
 
     @classmethod
@@ -312,35 +243,33 @@ class LatencyTable:
             raise LatencyTableError(f"arch {arch} is from space {arch.space}, but this table is for {self.space}")
         return get_space(self.space).blocks(arch)
 
+    def features(self, arch: Arch, layouts: bool = True) -> dict[str, float]:
+        """The latency model's features of `arch` (hwnas.latency.model.arch_features); MissingEntryError on a
+        gap. Switches count only in chain spaces, whose neighbours are consecutive blocks."""
+        blocks = self.blocks(arch)
+        batch = int(self.device.get("batch_size", 1))
+        return arch_features([self.entry(b) for b in blocks], [batch * math.prod(b.input_shape) for b in blocks],
+                             self.statistic, bool(getattr(get_space(self.space), "chain", False)), layouts)
+
     def sum_ms(self, arch: Arch) -> float:
         """Uncalibrated sum of the block medians."""
         return float(sum(self.entry(b).value(self.statistic) for b in self.blocks(arch)))
 
     def layout_kelems(self, arch: Arch) -> tuple[float, float]:
         """(boundary kilo-elements its blocks converted when timed alone, kilo-elements the network reorders
-        between neighbours whose layouts differ); (0, 0) unless every entry recorded its layouts.
-        Neighbours are consecutive blocks, so the second term is counted only in chain spaces."""
-        blocks = self.blocks(arch)
-        entries = [self.entry(b) for b in blocks]
-        if any(e.layouts is None for e in entries):
-            return 0.0, 0.0
-        alone = sum(e.boundary_elems or 0 for e in entries)
-        switch = 0
-        if getattr(get_space(self.space), "chain", False):
-            batch = int(self.device.get("batch_size", 1))
-            for left, (block, right) in zip(entries, zip(blocks[1:], entries[1:])):
-                if left.layouts[1] != right.layouts[0]:
-                    switch += batch * math.prod(block.input_shape)
-        return alone / 1000.0, switch / 1000.0
+        between neighbours whose layouts differ); (0, 0) unless every entry recorded its layouts."""
+        f = self.features(arch)
+        return float(f["alone_ms_per_kelem"]), float(f["switch_ms_per_kelem"])
 
     def predict_ms(self, arch: Arch) -> float:
-        """Predicted end-to-end latency: calibrated sum of block medians (MissingEntryError on a gap),
-        times the drift factor when a drift check found this machine faster or slower than at profiling."""
-        blocks = self.blocks(arch)
-        total = sum(self.entry(b).value(self.statistic) for b in blocks)
+        """Predicted end-to-end latency: the calibrated latency model over its blocks (MissingEntryError on a
+        gap), times the drift factor when a drift check found this machine faster or slower than at profiling."""
         cal = self.calibration
-        alone, switch = self.layout_kelems(arch) if cal.alone_ms_per_kelem or cal.switch_ms_per_kelem else (0.0, 0.0)
-        return float(cal.apply(total, len(blocks), alone, switch)) * self.drift_factor
+        features = self.features(arch, layouts=bool(cal.alone_ms_per_kelem or cal.switch_ms_per_kelem))
+        return float(arch_ms(cal, features)) * self.drift_factor
+
+    def describe(self) -> str:
+        return self.calibration.describe()
 
     def peak_activation_bytes(self, arch: Arch) -> int | None:
         """Largest analytic peak activation of any block of the arch (None when not recorded)."""

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.objectives import Objective, get_objectives
+from hwnas.objectives import OBJECTIVES, Candidate, Objective, get_objectives
 from hwnas.search.constraints import Constraint
 from hwnas.spaces import Arch, SearchSpace, get_space
-
-COST_METRICS = ("params", "macs", "flops", "activation_bytes")
 
 
 @dataclass(frozen=True)
@@ -60,9 +58,10 @@ class Problem(ABC):
 
 @dataclass(frozen=True)
 class TrainJob:
-    """Evaluate one arch in a worker: train it (when `accuracy` is wanted; its checkpoint comes back
-    as bytes when `keep_weights`) and/or measure its latency on `device` (a loaded `DeviceSpec`, so
-    that a worker never reads the spec's file; a spec name or path works too).
+    """Evaluate one arch's expensive objectives `want` (registered names) in a worker: train it first
+    when one of them needs training (its checkpoint comes back as bytes when `keep_weights`), then
+    compute each (e.g. measure it on `device`: a loaded `DeviceSpec`, so that a worker never reads the
+    spec's file; a spec name or path works too).
 
     With a `parent`, the network starts from the parent's weights morphed by its operators
     (`SearchSpace.morphisms()`); approximate children learn from the parent's outputs too
@@ -123,47 +122,44 @@ class TrainJob:
         return model, teacher
 
     def __call__(self) -> dict[str, Any]:
-        arch = get_space(self.space).parse(self.arch)
+        space = get_space(self.space)
+        arch = space.parse(self.arch)
         start = time.perf_counter()
-        values: dict[str, float] = {}
+        objectives = get_objectives(self.want)
+        model = training = weights = None
         extras: dict[str, Any] = {}
-        weights = None
-        model = None
-        if "accuracy" in self.want:
-            from hwnas.train import TrainConfig, train_arch
-            from hwnas.train.checkpoint import checkpoint_bytes
-
-            model, teacher = self._start_model(arch)
-            hooks = []
-            if teacher is not None:
-                from hwnas.train.distill import DistillHook
-
-                hooks.append(DistillHook(teacher, **{k: float(v) for k, v in self.distill.items()}))
-            model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)), model=model,
-                                       hooks=hooks)
-            values["accuracy"] = result.val_accuracy
-            extras.update({
-                "test_accuracy": result.test_accuracy, "train_loss": result.train_loss,
-                "train_wall_s": round(result.wall_s, 3), "epochs": result.epochs,
-            })
-            if self.keep_weights:
-                name = self.dataset if isinstance(self.dataset, str) else getattr(self.dataset, "name", "custom")
-                meta = {**self.meta, "val_accuracy": result.val_accuracy, **extras, "dataset": name}
-                model.cpu()
-                weights = checkpoint_bytes(arch, model, meta)
-        if "measured_latency_ms" in self.want:
-            from hwnas.devices import get_profiler
-
-            space = get_space(self.space)
-            if model is None:
-                model = space.build(arch)
-            model.eval()
-            profiler = get_profiler(self.device)
-            m = profiler.measure_module(model, space.input_shape)
-            values["measured_latency_ms"] = m.value(profiler.spec.statistic)
-            extras.update({"measured_p10_ms": m.p10_ms, "measured_p90_ms": m.p90_ms, "measured_cv": m.cv})
+        if any("training" in o.needs for o in objectives):
+            model, training, extras, weights = self._train(arch)
+        candidate = Candidate(space, arch, device=self.device, model=model, training=training)
+        values = {o.name: float(o.compute(candidate)) for o in objectives}  # type: ignore[misc]
+        extras.update(candidate.extras)
         extras["eval_wall_s"] = round(time.perf_counter() - start, 3)
         return {"values": values, "extras": extras, "weights": weights}
+
+    def _train(self, arch: Arch) -> tuple[Any, Any, dict[str, Any], bytes | None]:
+        """(trained model, TrainResult, its extras, checkpoint bytes when `keep_weights`): fresh or from the
+        parent's morphed weights, with distillation from an approximate parent."""
+        from hwnas.train import TrainConfig, train_arch
+        from hwnas.train.checkpoint import checkpoint_bytes
+
+        model, teacher = self._start_model(arch)
+        hooks = []
+        if teacher is not None:
+            from hwnas.train.distill import DistillHook
+
+            hooks.append(DistillHook(teacher, **{k: float(v) for k, v in self.distill.items()}))
+        model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)), model=model, hooks=hooks)
+        extras = {
+            "test_accuracy": result.test_accuracy, "train_loss": result.train_loss,
+            "train_wall_s": round(result.wall_s, 3), "epochs": result.epochs,
+        }
+        weights = None
+        if self.keep_weights:
+            name = self.dataset if isinstance(self.dataset, str) else getattr(self.dataset, "name", "custom")
+            meta = {**self.meta, "val_accuracy": result.val_accuracy, **extras, "dataset": name}
+            model.cpu()
+            weights = checkpoint_bytes(arch, model, meta)
+        return model, result, extras, weights
 
 
 @dataclass(frozen=True)
@@ -208,18 +204,19 @@ class EvaluateJob(TrainJob):
 
 
 class ArchProblem(Problem):
-    """The real search problem: static costs, table latency and trained accuracy of a space's archs."""
+    """The real search problem: each objective computes itself (hwnas.objectives): cheap ones in the
+    driver from the arch and the latency table, expensive ones in a worker (training, measurement)."""
+
+    evaluates_expensive = False  # True: the user's evaluate(model) gives every expensive value
 
     def __init__(
-        self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
+        self, space: str | SearchSpace, objectives: Sequence[str | Objective],
         constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None,
         dataset: Any = "mnist5k", train: Mapping[str, Any] | None = None, device: str | None = None,
         distill: Mapping[str, float] | None = None, strict_drift: bool = False,
     ) -> None:
         self.space = get_space(space) if isinstance(space, str) else space
-        self.objectives = (
-            get_objectives(objectives) if objectives and isinstance(objectives[0], str) else tuple(objectives)
-        )
+        self.objectives = get_objectives(objectives)
         self.constraints = tuple(constraints)
         self.dataset = dataset
         self.train = dict(train or {})
@@ -229,37 +226,57 @@ class ArchProblem(Problem):
         self.device = device
         self._device_spec = None
         self.expensive = tuple(o.name for o in self.objectives if o.kind == "expensive")
-        if "measured_latency_ms" in self.expensive:
-            if not device:
-                raise ConfigError("objective measured_latency_ms needs `device: SPEC` (e.g. ort-cpu-1t) in the recipe")
+        self._cheap = self._cheap_objectives()
+        needs: dict[str, str] = {}  # need -> the first objective or constrained metric that has it
+        for o in (*self.objectives, *self._cheap):
+            for need in o.needs:
+                needs.setdefault(need, o.name)
+        self._trains = any("training" in o.needs for o in self.objectives if o.kind == "expensive")
+        self._load_needs(needs, latency_table)
+        self.drift = None
+        if self.table is not None and self._device_spec is not None:
+            self._check_drift(strict_drift)
+
+    def _cheap_objectives(self) -> tuple[Objective, ...]:
+        """The cheap objectives and every constrained metric (cheap objectives with a computation)."""
+        computable = {n: o for n in OBJECTIVES if (o := OBJECTIVES.get(n)).kind == "cheap" and o.compute}
+        for c in self.constraints:
+            if c.name not in computable:
+                raise ConfigError(
+                    f"constraint {c} is on {c.name!r}; constraints apply to cheap metrics only: "
+                    f"{', '.join(sorted(computable))}"
+                )
+        out = {o.name: o for o in self.objectives if o.kind == "cheap"}
+        out.update({c.name: computable[c.name] for c in self.constraints if c.name not in out})
+        given = [o for o in self.objectives if o.kind == "expensive" and self.evaluates_expensive]
+        missing = [o.name for o in (*out.values(), *self.objectives) if o.compute is None and o not in given]
+        if missing:
+            raise ConfigError(f"objective {missing[0]!r} has no computation; define it with one "
+                              "(Objective(..., compute=fn)) or return it from your evaluate(model)")
+        return tuple(out.values())
+
+    def _load_needs(self, needs: dict[str, str], latency_table: str | Path | None) -> None:
+        """Load what the objectives need (`needs`: need -> an objective needing it): the device spec to
+        measure on, the latency table (a measured or a fitted one, for this space)."""
+        if "device" in needs:
+            if not self.device:
+                raise ConfigError(f"objective {needs['device']} needs `device: SPEC` (e.g. ort-cpu-1t) in the recipe")
             from hwnas.devices import load_device
 
-            self._device_spec = load_device(device)  # fails fast on an unknown device; jobs carry it
-        names = {o.name for o in self.objectives} | {c.name for c in self.constraints}
-        if "latency_ms" in names:
+            self._device_spec = load_device(self.device)  # fails fast on an unknown device; jobs carry it
+        if "latency_table" in needs:
             if latency_table is None:
-                raise ConfigError("objective or constraint latency_ms needs `latency_table: PATH` in the recipe")
+                raise ConfigError(f"objective or constraint {needs['latency_table']} needs `latency_table: PATH` "
+                                  "in the recipe")
             from hwnas.latency import load_predictor
 
             self.table_path = str(latency_table)
-            self.table = load_predictor(latency_table)  # a measured or a fitted table
+            self.table = load_predictor(latency_table)
             if self.table.space != self.space.spec:
                 raise ConfigError(
                     f"latency table {latency_table} is for space {self.table.space}, the recipe searches "
                     f"{self.space.spec}; use a table built for {self.space.spec}"
                 )
-        self.drift = None
-        if self.table is not None and "measured_latency_ms" in self.expensive:
-            self._check_drift(strict_drift)
-        cheap_ok = set(COST_METRICS) | {"latency_ms"}
-        for c in self.constraints:
-            if c.name not in cheap_ok:
-                raise ConfigError(
-                    f"constraint {c} is on {c.name!r}; constraints apply to cheap metrics only: "
-                    f"{', '.join(sorted(cheap_ok))}"
-                )
-        self._names = names
-        self._need_cost = bool(names & set(COST_METRICS))
 
     def _check_drift(self, strict: bool = False) -> None:
         """With a table and a measured objective on the table's device: the drift reference decides whether
@@ -273,21 +290,8 @@ class ArchProblem(Problem):
             self.drift = check_drift(self.table, get_profiler(spec), strict=strict).to_dict()
 
     def cheap(self, arch: Arch) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self._need_cost:  # only the metrics asked for: MACs and activation memory trace the graph
-            from hwnas.metrics import count_macs, count_params, peak_activation_bytes
-
-            model = self.space.build(arch)
-            if "params" in self._names:
-                out["params"] = float(count_params(model))
-            if self._names & {"macs", "flops"}:
-                counts = count_macs(model, self.space.input_shape)
-                out["macs"], out["flops"] = float(counts.macs), float(counts.flops)
-            if "activation_bytes" in self._names:
-                out["activation_bytes"] = float(peak_activation_bytes(model, self.space.input_shape))
-        if self.table is not None:
-            out["latency_ms"] = float(self.table.predict_ms(arch))
-        return out
+        candidate = Candidate(self.space, arch, latency=self.table)
+        return {o.name: float(o.compute(candidate)) for o in self._cheap}  # type: ignore[misc]
 
     def preview(self, arch: Arch) -> dict[str, float]:
         return self.cheap(arch)
@@ -299,14 +303,14 @@ class ArchProblem(Problem):
             return None
         return TrainJob(
             space=arch.space, arch=str(arch), dataset=self.dataset, train={**self.train, **dict(budget or {})},
-            keep_weights="accuracy" in self.expensive, meta={"arch_id": arch.id}, want=self.expensive,
+            keep_weights=self._trains, meta={"arch_id": arch.id}, want=self.expensive,
             device=self._device_spec, parent=parent, distill=self.distill,
         )
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         describe = getattr(self.dataset, "describe", None)  # the user's own data: its fingerprint
-        if describe is not None and "accuracy" in self.expensive:
+        if describe is not None and self._trains:
             out["dataset"] = describe()
         if self.device:
             from hwnas.devices import load_device
@@ -314,10 +318,7 @@ class ArchProblem(Problem):
             spec = load_device(self.device)
             out["measure_device"] = {"spec": self.device, "name": getattr(spec, "name", str(self.device))}
         if self.table is not None:
-            out["latency_table"] = {
-                "path": self.table_path, "sha256": self.table.sha256, "device": self.table.device,
-                "space": self.table.space,
-            }
+            out["latency_table"] = {"path": self.table_path, **self.table.fingerprint()}
             if self.drift is not None:
                 out["latency_table"]["drift"] = self.drift
         return out
@@ -327,8 +328,10 @@ class EvaluateProblem(ArchProblem):
     """An `ArchProblem` whose expensive objectives come from the user's `evaluate(model) -> {metric: value}`
     (picklable for process workers); cheap objectives, constraints and the latency table work as usual."""
 
+    evaluates_expensive = True
+
     def __init__(
-        self, space: str | SearchSpace, objectives: list[str] | tuple[Objective, ...],
+        self, space: str | SearchSpace, objectives: Sequence[str | Objective],
         constraints: tuple[Constraint, ...] = (), latency_table: str | Path | None = None, *,
         evaluate: Callable[[Any], Mapping[str, float]], train: Mapping[str, Any] | None = None,
         device: str | None = None, strict_drift: bool = False,

@@ -223,11 +223,12 @@ def build(recipe: SearchRecipe, evaluate: Callable | None = None):
     from hwnas.train import resolve_dataset
 
     args = (recipe.space, list(recipe.objectives), recipe.constraints, recipe.latency_table)
+    trained = [o.name for o in get_objectives(recipe.objectives) if o.kind == "expensive" and "training" in o.needs]
     if evaluate is not None:
         problem: ArchProblem = EvaluateProblem(*args, evaluate=evaluate, device=recipe.device,
                                                strict_drift=recipe.strict_drift)
-    elif recipe.dataset is None and "accuracy" in recipe.objectives:
-        raise ConfigError("objective accuracy needs a dataset: a name, {npz: PATH} or {image_folder: PATH}")
+    elif recipe.dataset is None and trained:
+        raise ConfigError(f"objective {trained[0]} needs a dataset: a name, {{npz: PATH}} or {{image_folder: PATH}}")
     else:
         problem = ArchProblem(*args, resolve_dataset(recipe.dataset), recipe.train, recipe.device, recipe.distill,
                               strict_drift=recipe.strict_drift)
@@ -275,9 +276,10 @@ def _resume_target(storage, resume: str):
         raise StorageError(f"{storage.url} holds no run to resume; start one with `hwnas search RECIPE`")
     return storage.get_run(max(started, key=lambda r: r.created).id)
 def check_exclusive_measurement(recipe: SearchRecipe) -> None:
-    """Refuse `measured_latency_ms` with parallel workers: the measurement would time the other workers'
-    training load, not the model."""
-    if "measured_latency_ms" not in recipe.objectives:
+    """Refuse objectives measured on a device (e.g. `measured_latency_ms`) with parallel workers: the
+    measurement would time the other workers' training load, not the model."""
+    measured = [o.name for o in get_objectives(recipe.objectives) if "device" in o.needs]
+    if not measured:
         return
     ex = dict(recipe.executor)
     workers = ex.get("workers")
@@ -285,7 +287,7 @@ def check_exclusive_measurement(recipe: SearchRecipe) -> None:
         return
     if (ex.get("name", "local") == "ray" and workers is None) or (workers is not None and int(workers) > 1):
         raise ConfigError(
-            f"objective measured_latency_ms needs measurements that run alone, but executor "
+            f"objective {measured[0]} needs measurements that run alone, but executor "
             f"{ex.get('name', 'local')!r} runs {workers or 'several'} workers in parallel (the timing would include "
             "their training); use `--workers 1` (executor: {name: local, workers: 1}), or search on the "
             "table's latency_ms and re-measure the front with `hwnas export`"

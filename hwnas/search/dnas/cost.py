@@ -96,9 +96,15 @@ class CostTable:
 
 
 def check_table(table: Any, space: SearchSpace, device_identity: dict[str, Any] | None = None) -> None:
-    """Refuse a latency table of another space or (when `device_identity` is given) another device."""
-    from hwnas.latency import LatencyTableError
+    """Refuse a latency source that is not a per-block table, or one of another space or (when
+    `device_identity` is given) another device."""
+    from hwnas.latency import LatencyTable, LatencyTableError
 
+    if not isinstance(table, LatencyTable):
+        raise LatencyTableError(
+            f"the fbnet latency cost needs a per-block latency table, not {type(table).__name__}; "
+            "use a table built with `hwnas profile`"
+        )
     if table.space != space.spec:
         raise LatencyTableError(
             f"latency table is for space {table.space}, but the fbnet supernet searches {space.spec}; "
@@ -109,50 +115,55 @@ def check_table(table: Any, space: SearchSpace, device_identity: dict[str, Any] 
 
 
 def latency_cost(space: SearchSpace, table: Any, device_identity: dict[str, Any] | None = None) -> CostTable:
-    """Per-candidate latency from `table` (a `LatencyTable`), with its end-to-end calibration.
+    """Per-candidate latency from `table` (a `LatencyTable`): the latency model (hwnas.latency.model)
+    decomposed over the supernet's candidates.
 
-    The calibration `scale * sum + per_block_ms * blocks + offset` (+ the layout terms) is linear in
-    the blocks, so each candidate costs `scale * value + per_block_ms + alone_ms_per_kelem * its boundary
-    kilo-elements` (the table's statistic, e.g. median or p10; skip: 0), stem, head and offset are fixed,
-    the switch term becomes `Switches`, and all of it is times the table's drift factor:
-    `of(arch)` equals `table.predict_ms(arch)`. A table of another space or device (when
+    The model is linear in the blocks, so each candidate costs its `block_ms` (skip: 0), stem, head and
+    the per-arch terms are fixed, the switch term becomes `Switches`, and all of it is times the table's
+    drift factor: `of(arch)` equals `table.predict_ms(arch)`. A table of another space or device (when
     `device_identity` is given) is refused; a missing entry raises `MissingEntryError`.
     """
+    from hwnas.latency.model import block_ms, fixed_ms
     from hwnas.spaces.supernet import layer_candidates
 
     check_table(table, space, device_identity)
-    cal, drift = table.calibration, float(getattr(table, "drift_factor", 1.0))
+    cal, drift = table.calibration, float(table.drift_factor)
     stem, layers, head = layer_candidates(space)
+    entries = [table.entry(b) for b in [stem, head, *(b for row in layers for b in row if b is not None)]]
+    layouts = all(e.layouts is not None for e in entries)
 
     def ms(block: Block | None) -> float:
-        if block is None:
-            return 0.0
-        entry = table.entry(block)
-        return drift * (cal.scale * entry.value(table.statistic) + cal.per_block_ms
-                        + cal.alone_ms_per_kelem * (entry.boundary_elems or 0) / 1000.0)
+        return 0.0 if block is None else drift * block_ms(cal, table.entry(block), table.statistic, layouts)
 
-    fixed = ms(stem) + ms(head) + drift * cal.offset_ms
+    fixed = ms(stem) + ms(head) + drift * fixed_ms(cal)
     costs = tuple(tuple(ms(b) for b in row) for row in layers)
     switches = None
-    entries = [table.entry(b) for b in [stem, head, *(b for row in layers for b in row if b is not None)]]
-    if cal.switch_ms_per_kelem and getattr(space, "chain", False) and all(e.layouts for e in entries):
-        import math
-
-        batch = int(table.device.get("batch_size", 1))
-
-        def nchwc(block: Block, side: int) -> bool:
-            return table.entry(block).layouts[side] == "nchwc"
-
-        def at(block: Block) -> float:  # a switch at this block's input, in ms
-            return drift * cal.switch_ms_per_kelem * batch * math.prod(block.input_shape) / 1000.0
-
-        switches = Switches(
-            stem_out=nchwc(stem, 1),
-            layouts=tuple(tuple(None if b is None else (nchwc(b, 0), nchwc(b, 1)) for b in row) for row in layers),
-            at_layer=tuple(at(next(b for b in row if b is not None)) for row in layers),
-            head_in=nchwc(head, 0), at_head=at(head),
-        )
+    if cal.switch_ms_per_kelem and getattr(space, "chain", False) and layouts:
+        switches = _switches(table, stem, layers, head, drift)
     return CostTable("latency_ms", fixed, costs, switches)
+
+
+def _switches(table: Any, stem: Block, layers: list[list[Block | None]], head: Block, drift: float) -> Switches:
+    """The layout switches of a chain supernet: per layer the candidates' (input, output) layouts and the
+    latency of a switch at the layer's input (`hwnas.latency.model.switch_ms`, times the drift factor)."""
+    import math
+
+    from hwnas.latency.model import switch_ms
+
+    batch = int(table.device.get("batch_size", 1))
+
+    def nchwc(block: Block, side: int) -> bool:
+        return table.entry(block).layouts[side] == "nchwc"
+
+    def at(block: Block) -> float:  # a switch at this block's input, in ms
+        return switch_ms(table.calibration, batch * math.prod(block.input_shape), drift)
+
+    return Switches(
+        stem_out=nchwc(stem, 1),
+        layouts=tuple(tuple(None if b is None else (nchwc(b, 0), nchwc(b, 1)) for b in row) for row in layers),
+        at_layer=tuple(at(next(b for b in row if b is not None)) for row in layers),
+        head_in=nchwc(head, 0), at_head=at(head),
+    )
 
 
 def static_cost(space: SearchSpace, name: str) -> CostTable:

@@ -155,8 +155,6 @@ def search_supernet(
     """
     until = config.epochs if until is None else until
     dev = resolve_device(config.device)
-    hard = config.hard(dev)
-    rows_of = (lambda b: b) if (config.noise == "sample" or not hard) else (lambda b: 1)
     torch.manual_seed(config.seed)
     net = space.supernet().to(dev)  # type: ignore[attr-defined]
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=config.lr, momentum=config.momentum,
@@ -166,89 +164,21 @@ def search_supernet(
     opts, gens = {"w": w_opt, "theta": t_opt}, {"gen": gen}
     key = {"config": asdict(config), "cost": cost_sha(cost), "space": space.spec}
     tkey = None if target is None else asdict(target)
-    epoch, history = 0, []
     path = None if directory is None else Path(directory) / CHECKPOINT
-    source = path if path is not None and path.is_file() else start
-    if source is not None:
-        meta = read_meta(source)
-        if meta.get("cost") != key["cost"]:
-            raise HwnasError(
-                f"supernet checkpoint {source} was trained against another cost table (another latency "
-                "table or device?); resume with the table it was started with or start a new run"
-            )
-        found, want = {k: meta.get(k) for k in key}, dict(key)
-        if source != path:  # the shared warm-up: theta's settings do not matter there (theta was frozen)
-            found["config"], want["config"] = _warm_key(found["config"] or {}), _warm_key(key["config"])
-        if found != want or (source == path and meta.get("target") != tkey):
-            raise ConfigError(
-                f"supernet checkpoint {source} was made with other settings; delete {source.parent} "
-                "or start a new run"
-            )
-        meta = load_state(source, net, opts, gens)
-        for g in t_opt.param_groups:  # theta settings may differ from the warm-up's (theta was frozen)
-            g["lr"], g["weight_decay"] = config.theta_lr, config.theta_weight_decay
-        epoch, history = int(meta["epoch"]), list(meta["history"])
-    x_w, y_w, x_a, y_a = (t.to(dev) for t in _carve(data, config))
-    nw, na, bs = len(x_w), len(x_a), config.batch_size
-    steps_w = math.ceil(nw / bs)
-    steps_a = math.ceil(na / bs)
+    epoch, history = _resume(path, start, net, opts, gens, key, tkey, config)
+    run = _Search(net, w_opt, t_opt, gen, config, cost, target, config.hard(dev), path, dev,
+                  *(t.to(dev) for t in _carve(data, config)))
     wall0, cpu0 = time.perf_counter(), time.process_time()
     prior_wall = sum(h.get("wall_s", 0.0) for h in history)
     prior_cpu = sum(h.get("cpu_s", 0.0) for h in history)
     warnings = [w for h in history for w in h.get("warnings", [])]
     while epoch < until:
-        e_wall, e_cpu = time.perf_counter(), time.process_time()
-        tau = tau_at(epoch, config.tau0, config.tau_decay)
-        lr = 0.5 * config.lr * (1 + math.cos(math.pi * epoch / config.epochs))  # cosine, per epoch
-        for g in w_opt.param_groups:
-            g["lr"] = lr
-        search = target is not None and epoch >= config.warmup_epochs
-        net.train()
-        ow = torch.randperm(nw, generator=gen).to(dev)
-        oa = torch.randperm(na, generator=gen).to(dev)
-        ce_sum, tl_sum, n_theta = 0.0, 0.0, 0
-        for s in range(steps_w):
-            idx = ow[s * bs:(s + 1) * bs]
-            weights = gumbel_weights(list(net.theta), tau, rows_of(len(idx)), gen, hard)
-            ce = F.cross_entropy(net(x_w[idx], [w.detach() for w in weights], hard), y_w[idx])
-            _check(ce, "weight", epoch, tau, path)
-            w_opt.zero_grad(set_to_none=True)
-            ce.backward()
-            w_opt.step()
-            ce_sum += float(ce.detach())
-            # interleave theta steps so that the epoch passes once over the arch split
-            if search and (s + 1) * steps_a // steps_w > s * steps_a // steps_w:
-                a = s * steps_a // steps_w
-                jdx = oa[a * bs:(a + 1) * bs]
-                theta = list(net.theta)
-                weights = gumbel_weights(theta, tau, rows_of(len(jdx)), gen, hard)
-                ce_a = F.cross_entropy(net(x_a[jdx], weights, hard), y_a[jdx])
-                lat = cost.expected([torch.softmax(t, 0) for t in theta])
-                loss = target.loss_of(ce_a, lat, cost.name)
-                _check(loss, "architecture", epoch, tau, path)
-                grads = torch.autograd.grad(loss, theta)
-                for t, g in zip(theta, grads):
-                    t.grad = g
-                t_opt.step()
-                t_opt.zero_grad(set_to_none=True)
-                _check(torch.cat([t.detach().flatten() for t in theta]).sum(), "theta", epoch, tau, path)
-                tl_sum += float(loss.detach())
-                n_theta += 1
-        probs = [torch.softmax(t.detach().cpu(), 0) for t in net.theta]
-        idx = [int(p.argmax()) for p in probs]
-        rec = {
-            "epoch": epoch, "tau": tau, "lr": lr, "searching": search, "train_ce": ce_sum / steps_w,
-            "theta_loss": tl_sum / n_theta if n_theta else None, "theta_steps": n_theta,
-            "expected_cost": float(cost.expected(probs)), "argmax_cost": cost.of(idx),
-            "probs": [[round(float(v), 5) for v in p] for p in probs],
-            "wall_s": round(time.perf_counter() - e_wall, 3), "cpu_s": round(time.process_time() - e_cpu, 3),
-            "warnings": _warnings(net, probs, epoch, config, search),
-        }
+        rec = run.epoch(epoch)
         warnings += rec["warnings"]
         history.append(rec)
         epoch += 1
         if log:
-            log(f"epoch {epoch}/{until} tau {tau:.3f} ce {rec['train_ce']:.3f} E[{cost.name}] "
+            log(f"epoch {epoch}/{until} tau {rec['tau']:.3f} ce {rec['train_ce']:.3f} E[{cost.name}] "
                 f"{rec['expected_cost']:.4g} argmax {rec['argmax_cost']:.4g} ({rec['wall_s']:.1f} s)")
         if path is not None:
             save_state(path, net, opts, gens, {**key, "target": tkey, "epoch": epoch, "history": history})
@@ -257,6 +187,120 @@ def search_supernet(
         wall_s=prior_wall + time.perf_counter() - wall0, cpu_s=prior_cpu + time.process_time() - cpu0,
         warnings=warnings,
     )
+
+
+def _resume(path: Path | None, start: Path | None, net: Any, opts: dict[str, Any], gens: dict[str, Any],
+            key: dict[str, Any], tkey: dict[str, Any] | None, config: SupernetConfig) -> tuple[int, list[dict]]:
+    """(epoch, history) after loading the epoch checkpoint at `path` when there is one, else the shared
+    warm-up `start`, else (0, []); a checkpoint made against another cost table or settings is refused."""
+    source = path if path is not None and path.is_file() else start
+    if source is None:
+        return 0, []
+    meta = read_meta(source)
+    if meta.get("cost") != key["cost"]:
+        raise HwnasError(
+            f"supernet checkpoint {source} was trained against another cost table (another latency "
+            "table or device?); resume with the table it was started with or start a new run"
+        )
+    found, want = {k: meta.get(k) for k in key}, dict(key)
+    if source != path:  # the shared warm-up: theta's settings do not matter there (theta was frozen)
+        found["config"], want["config"] = _warm_key(found["config"] or {}), _warm_key(key["config"])
+    if found != want or (source == path and meta.get("target") != tkey):
+        raise ConfigError(
+            f"supernet checkpoint {source} was made with other settings; delete {source.parent} "
+            "or start a new run"
+        )
+    meta = load_state(source, net, opts, gens)
+    for g in opts["theta"].param_groups:  # theta settings may differ from the warm-up's (theta was frozen)
+        g["lr"], g["weight_decay"] = config.theta_lr, config.theta_weight_decay
+    return int(meta["epoch"]), list(meta["history"])
+
+
+@dataclass
+class _Search:
+    """One supernet search under way: the supernet, its two optimizers, the noise generator and the
+    weight (x_w, y_w) and arch (x_a, y_a) parts of the train split; `epoch` runs one epoch."""
+
+    net: Any
+    w_opt: torch.optim.Optimizer
+    t_opt: torch.optim.Optimizer
+    gen: torch.Generator
+    config: SupernetConfig
+    cost: CostTable
+    target: Target | None
+    hard: bool
+    path: Path | None
+    dev: torch.device
+    x_w: torch.Tensor
+    y_w: torch.Tensor
+    x_a: torch.Tensor
+    y_a: torch.Tensor
+
+    def rows(self, batch: int) -> int:
+        """Gumbel draws per step: one per sample, or one per batch in hard mode with batch noise."""
+        return batch if (self.config.noise == "sample" or not self.hard) else 1
+
+    def epoch(self, epoch: int) -> dict[str, Any]:
+        """Weight steps over the weight part, theta steps interleaved so that the epoch passes once over
+        the arch part (after the warm-up); the epoch's history record."""
+        config, e_wall, e_cpu = self.config, time.perf_counter(), time.process_time()
+        tau = tau_at(epoch, config.tau0, config.tau_decay)
+        lr = 0.5 * config.lr * (1 + math.cos(math.pi * epoch / config.epochs))  # cosine, per epoch
+        for g in self.w_opt.param_groups:
+            g["lr"] = lr
+        search = self.target is not None and epoch >= config.warmup_epochs
+        self.net.train()
+        nw, na, bs = len(self.x_w), len(self.x_a), config.batch_size
+        steps_w, steps_a = math.ceil(nw / bs), math.ceil(na / bs)
+        ow = torch.randperm(nw, generator=self.gen).to(self.dev)
+        oa = torch.randperm(na, generator=self.gen).to(self.dev)
+        ce_sum, tl_sum, n_theta = 0.0, 0.0, 0
+        for s in range(steps_w):
+            ce_sum += self.weight_step(ow[s * bs:(s + 1) * bs], tau, epoch)
+            if search and (s + 1) * steps_a // steps_w > s * steps_a // steps_w:
+                a = s * steps_a // steps_w
+                tl_sum += self.theta_step(oa[a * bs:(a + 1) * bs], tau, epoch)
+                n_theta += 1
+        rec = {"epoch": epoch, "tau": tau, "lr": lr, "searching": search, "train_ce": ce_sum / steps_w,
+               "theta_loss": tl_sum / n_theta if n_theta else None, "theta_steps": n_theta}
+        return self.summary(rec, e_wall, e_cpu)
+
+    def weight_step(self, idx: torch.Tensor, tau: float, epoch: int) -> float:
+        """One SGD step of the weights on sampled relaxed choices (theta detached); its cross-entropy."""
+        weights = gumbel_weights(list(self.net.theta), tau, self.rows(len(idx)), self.gen, self.hard)
+        ce = F.cross_entropy(self.net(self.x_w[idx], [w.detach() for w in weights], self.hard), self.y_w[idx])
+        _check(ce, "weight", epoch, tau, self.path)
+        self.w_opt.zero_grad(set_to_none=True)
+        ce.backward()
+        self.w_opt.step()
+        return float(ce.detach())
+
+    def theta_step(self, jdx: torch.Tensor, tau: float, epoch: int) -> float:
+        """One Adam step of theta on the target's loss (CE on an arch batch, expected cost); its loss."""
+        theta = list(self.net.theta)
+        weights = gumbel_weights(theta, tau, self.rows(len(jdx)), self.gen, self.hard)
+        ce_a = F.cross_entropy(self.net(self.x_a[jdx], weights, self.hard), self.y_a[jdx])
+        lat = self.cost.expected([torch.softmax(t, 0) for t in theta])
+        loss = self.target.loss_of(ce_a, lat, self.cost.name)  # type: ignore[union-attr]
+        _check(loss, "architecture", epoch, tau, self.path)
+        grads = torch.autograd.grad(loss, theta)
+        for t, g in zip(theta, grads):
+            t.grad = g
+        self.t_opt.step()
+        self.t_opt.zero_grad(set_to_none=True)
+        _check(torch.cat([t.detach().flatten() for t in theta]).sum(), "theta", epoch, tau, self.path)
+        return float(loss.detach())
+
+    def summary(self, rec: dict[str, Any], e_wall: float, e_cpu: float) -> dict[str, Any]:
+        """The epoch's record `rec` with theta's probabilities, expected and argmax cost, times, warnings."""
+        probs = [torch.softmax(t.detach().cpu(), 0) for t in self.net.theta]
+        idx = [int(p.argmax()) for p in probs]
+        return {
+            **rec, "expected_cost": float(self.cost.expected(probs)), "argmax_cost": self.cost.of(idx),
+            "probs": [[round(float(v), 5) for v in p] for p in probs],
+            "wall_s": round(time.perf_counter() - e_wall, 3), "cpu_s": round(time.process_time() - e_cpu, 3),
+            "warnings": _warnings(self.net, probs, rec["epoch"], self.config, rec["searching"]),
+        }
 
 
 def _warm_key(config: dict[str, Any]) -> dict[str, Any]:
