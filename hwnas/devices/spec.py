@@ -12,7 +12,7 @@ from typing import Any
 from hwnas.errors import ConfigError
 from hwnas.fileio import data_dir, find_named_file, read_yaml, typed
 
-RUNTIMES = ("onnxruntime", "torch", "remote")
+RUNTIMES = ("onnxruntime", "torch", "remote", "executorch", "litert")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16")
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
