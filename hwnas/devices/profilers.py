@@ -254,7 +254,7 @@ class RemoteProfiler(Profiler):
         return self.client.measure(read_onnx(model), input_shape, self.spec)
 
 
-class _CompiledProfiler(Profiler):
+class CompiledProfiler(Profiler):
     """A runtime that times its own file format (a module is compiled to it first, then `measure_file`)."""
 
     runtime = ""
@@ -310,7 +310,7 @@ class _CompiledProfiler(Profiler):
 
 
 @PROFILERS.register("executorch")
-class ExecuTorchProfiler(_CompiledProfiler):
+class ExecuTorchProfiler(CompiledProfiler):
     """ExecuTorch with the XNNPACK delegate, FP32, the spec's thread count; memory: peak growth of load + run."""
 
     runtime = "executorch"
@@ -334,7 +334,7 @@ class ExecuTorchProfiler(_CompiledProfiler):
 
 
 @PROFILERS.register("litert")
-class LiteRTProfiler(_CompiledProfiler):
+class LiteRTProfiler(CompiledProfiler):
     """LiteRT (TFLite) with the XNNPACK delegate, FP32, the spec's thread count; memory: peak growth of load + run."""
 
     runtime = "litert"
