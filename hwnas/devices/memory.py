@@ -30,7 +30,7 @@ def peak_growth(fn: Callable[[], T], warm: bool = True) -> tuple[T, int | None]:
 
     With `warm`, `fn` runs once before (result dropped), so one-time initialisation of the runtime (its
     libraries, thread pool, kernel caches) is not counted: measured here, a first ONNX Runtime session
-    of a `mobile:mnist` arch raised the peak by 34 MB, the next ones by 0.7 MB, repeatably to 1%.
+    of a `mobile:mnist` arch raised the peak by 34 MB, the next ones by 0.7 MB, repeatably to 5%.
 
     What it includes: every page the call touched for the first time (the runtime's arena or memory plan,
     packed weights, kernel workspaces, the runtime's own allocations); pages the process already held are
