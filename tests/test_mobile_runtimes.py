@@ -143,3 +143,17 @@ def test_the_knee_exports_with_parity_and_is_measured_in_its_runtime(spec, searc
     got = MOBILE_FORMATS[fmt].runner((out / filename).read_bytes())(x)
     with torch.no_grad():
         assert np.abs(got - trained(torch.from_numpy(x)).numpy()).max() <= section["parity"]["atol"]
+
+
+def test_a_profiled_table_stores_each_blocks_peak_memory(tmp_path, monkeypatch):
+    import hwnas.latency.builder as builder
+
+    blocks = builder.space_blocks
+    monkeypatch.setattr(builder, "space_blocks", lambda space: blocks(space)[:2])  # two blocks: fast
+    spec = load_device("ort-cpu-1t").with_overrides(repeats=50, warmup=3)
+    table = builder.build_table(spec, "mobile:mnist", tmp_path / "t.json", progress=False, extra_rounds=0)
+    from hwnas.latency import LatencyTable
+
+    entries = LatencyTable.load(tmp_path / "t.json").entries
+    assert len(entries) == 2 and entries.keys() == table.entries.keys()
+    assert all(e.measured_peak_bytes > 0 for e in entries.values())
