@@ -184,6 +184,46 @@ def _dims(value_info) -> tuple[int | str, ...]:
     )
 
 
+def _convert(net: nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool, exporter: str):
+    """The ONNX proto from the first exporter of `exporter`'s order that succeeds, which one, and why
+    the ones before it failed."""
+    order = _EXPORTER_ORDER[exporter]
+    fallback_reason = None
+    for used in order:
+        try:
+            export = _export_dynamo if used == "dynamo" else _export_legacy
+            return export(net, x, opset, dynamic_batch), used, fallback_reason
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            if used != order[-1]:
+                fallback_reason = reason
+                continue
+            if len(order) == 1 and used == "dynamo":
+                raise ExportError(
+                    f"the dynamo ONNX exporter failed: {reason}; retry with exporter 'legacy' (--exporter legacy)"
+                ) from exc
+            raise ExportError(
+                f"exporting to ONNX opset {opset} failed with the {used} exporter: {reason}"
+                + (f" (after {order[0]}: {fallback_reason})" if fallback_reason else "")
+                + "; try another --opset"
+            ) from exc
+    raise AssertionError("unreachable: the exporter order is never empty")
+
+
+def _save(proto, path: str | Path | None) -> Path:
+    """Write the proto atomically (to a temporary folder when `path` is None)."""
+    import onnx
+
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="hwnas-onnx-")) / "model.onnx"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    onnx.save_model(proto, str(tmp), save_as_external_data=False)
+    os.replace(tmp, path)
+    return path
+
+
 def export_onnx(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -212,40 +252,14 @@ def export_onnx(
     shape = _input_shape(input_shape)
     net = prepare_for_export(model) if prepare else model.eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    order = _EXPORTER_ORDER[exporter]
-    fallback_reason = None
-    for used in order:
-        try:
-            export = _export_dynamo if used == "dynamo" else _export_legacy
-            proto = export(net, x, opset, dynamic_batch)
-            break
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-            if used != order[-1]:
-                fallback_reason = reason
-                continue
-            if len(order) == 1 and used == "dynamo":
-                raise ExportError(
-                    f"the dynamo ONNX exporter failed: {reason}; retry with exporter 'legacy' (--exporter legacy)"
-                ) from exc
-            raise ExportError(
-                f"exporting to ONNX opset {opset} failed with the {used} exporter: {reason}"
-                + (f" (after {order[0]}: {fallback_reason})" if fallback_reason else "")
-                + "; try another --opset"
-            ) from exc
+    proto, used, fallback_reason = _convert(net, x, opset, dynamic_batch, exporter)
     proto = _check(proto, used)
     simplified, simplify_note = False, "disabled"
     if simplify:
         proto, simplified, simplify_note = _simplify(proto)
         if simplified:
             proto = _check(proto, "simplified")
-    if path is None:
-        path = Path(tempfile.mkdtemp(prefix="hwnas-onnx-")) / "model.onnx"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    onnx.save_model(proto, str(tmp), save_as_external_data=False)
-    os.replace(tmp, path)
+    path = _save(proto, path)
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
     return OnnxExport(
         path=path, opset=int(opset_used), exporter=used, fallback_reason=fallback_reason,

@@ -48,6 +48,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         summary["drift"] = lat["drift"]["message"]
     if manifest["tensorrt"]:
         summary["tensorrt_ms"] = manifest["tensorrt"]["latency"]["median_ms"]
+    if (mob := manifest.get(args.format)) and args.format in ("executorch", "litert"):
+        summary[args.format] = f"{args.out}/{mob['path']} (parity {mob['parity']['max_abs_diff']:.3g}, atol {mob['parity']['atol']:g})"
     emit(manifest if args.json else summary, args.json)
     return 0
 
@@ -68,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--arch", help="arch string (single arch, or a trial of --run)")
     src.add_argument("--weights", help="trained weights: hwnas .safetensors checkpoint or a .pt state dict")
     src.add_argument("--seed", type=int, default=0, help="init seed when exporting without weights")
-    p.add_argument("--format", default="onnx", help="onnx or tensorrt (default %(default)s)")
+    p.add_argument("--format", default="onnx", help="onnx, tensorrt, executorch or litert (default %(default)s)")
     p.add_argument("--fp16", action="store_true", help="TensorRT: FP16 engine")
     p.add_argument("--out", required=True, help="output folder (model.onnx, manifest.json, engines)")
     p.add_argument("--recipe", help="export recipe YAML or name in export/ (default: default)")

@@ -8,15 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.devices.timing import (
-    Measurement,
-    measurement_lock,
-    peak_rss_bytes,
-    reset_peak_rss,
-    rss_bytes,
-    summarize,
-    time_runs,
-)
+from hwnas.devices.memory import peak_growth
+from hwnas.devices.timing import Measurement, measurement_lock, summarize, time_runs
 from hwnas.errors import HwnasError
 
 Feed = dict[str, np.ndarray]
@@ -225,7 +218,7 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
                 providers: tuple[str, ...] = ("CPUExecutionProvider",), measure_memory: bool = True,
                 max_s: float | None = None, max_input_elements: int | None = None,
                 arena_max_bytes: int | None = None, provider_options: dict[str, Any] | None = None) -> Measurement:
-    """Time an ONNX model in ONNX Runtime; memory from a second, arena-off session's peak RSS.
+    """Time an ONNX model in ONNX Runtime; memory: the peak growth of creating and running an arena-off session.
 
     `max_s` caps the seconds spent holding the measurement lock (checked between runs);
     `max_input_elements` caps the generated inputs and `arena_max_bytes` the timed session's tensors (the
@@ -251,11 +244,8 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
         session = None  # free the timed session before the memory pass
         memory: dict[str, Any] = {}
         if measure_memory and "CPUExecutionProvider" == providers[0]:
-            quiet = ort_session(model_bytes, threads, graph_optimization, providers, arena=False)
-            base = rss_bytes()
-            if base is not None and reset_peak_rss():
-                quiet.run(None, feed)
-                peak = peak_rss_bytes()
-                if peak is not None:
-                    memory = {"measured_peak_bytes": max(0, peak - base), "memory_source": "rss_peak_arena_off"}
+            _, peak = peak_growth(lambda: ort_session(model_bytes, threads, graph_optimization, providers,
+                                                      arena=False).run(None, feed))
+            if peak is not None:
+                memory = {"measured_peak_bytes": peak, "memory_source": "rss_peak_arena_off"}
     return summarize(times, warmup, **memory)

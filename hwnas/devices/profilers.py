@@ -255,6 +255,109 @@ class RemoteProfiler(Profiler):
         return self.client.measure(read_onnx(model), input_shape, self.spec)
 
 
+class CompiledProfiler(Profiler):
+    """A runtime that times its own file format (a module is compiled to it first, then `measure_file`)."""
+
+    runtime = ""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        super().__init__(spec)
+        self.version = self._require()
+        self._compiled: dict[str, bytes] = {}
+        if spec.dtype != "float32" or spec.device != "cpu":
+            raise ProfilerError(f"device {spec.name!r}: the {self.runtime} profiler times FP32 on the CPU; "
+                                "use device: cpu and dtype: float32")
+
+    def _require(self) -> str:
+        raise NotImplementedError
+
+    def compile(self, module: nn.Module, batch_shape: tuple[int, ...]) -> bytes:
+        """The module in this runtime's file format (eval mode, fixed batch shape)."""
+        raise NotImplementedError
+
+    def _run(self, data: bytes, batch_shape: tuple[int, ...]) -> Measurement:
+        raise NotImplementedError
+
+    def measure_file(self, data: bytes | str | os.PathLike[str], input_shape: tuple[int, ...]) -> Measurement:
+        """Latency and peak memory of a file in this runtime's format (bytes or a path); per-sample shape."""
+        data = data if isinstance(data, bytes) else Path(data).read_bytes()
+        with self.conditions():
+            return self._run(data, self.batch_shape(input_shape))
+
+    def measure_module(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> Measurement:
+        """Compiled to this runtime (kept under `key`, most recent 512), then `measure_file`."""
+        from dataclasses import replace
+
+        data = self._compiled.get(key) if key is not None else None
+        if data is None:
+            data = self.compile(copy.deepcopy(module), self.batch_shape(input_shape))
+            if key is not None:
+                if len(self._compiled) >= 512:
+                    self._compiled.pop(next(iter(self._compiled)))
+                self._compiled[key] = data
+        m = self.measure_file(data, tuple(input_shape))
+        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
+
+    def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
+        raise ProfilerError(
+            f"device {self.spec.name!r} runs {self.runtime} programs, not ONNX files; measure the PyTorch "
+            "module (it is lowered to this runtime) or use an onnxruntime device spec for ONNX models"
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        data = self.spec.fingerprint()
+        data.setdefault("host", {}).setdefault("versions", {})[self.runtime] = self.version
+        return data
+
+
+@PROFILERS.register("executorch")
+class ExecuTorchProfiler(CompiledProfiler):
+    """ExecuTorch with the XNNPACK delegate, FP32, the spec's thread count; memory: peak growth of load + run."""
+
+    runtime = "executorch"
+
+    def _require(self) -> str:
+        from hwnas.devices.executorch_runtime import require_executorch
+
+        return require_executorch()
+
+    def compile(self, module: nn.Module, batch_shape: tuple[int, ...]) -> bytes:
+        from hwnas.devices.executorch_runtime import lower_to_pte
+
+        return lower_to_pte(module, batch_shape).data
+
+    def _run(self, data: bytes, batch_shape: tuple[int, ...]) -> Measurement:
+        from hwnas.devices.executorch_runtime import executorch_measure
+
+        s = self.spec
+        return executorch_measure(data, batch_shape, threads=s.threads, warmup=s.warmup, repeats=s.repeats,
+                                  measure_memory=s.measure_memory)
+
+
+@PROFILERS.register("litert")
+class LiteRTProfiler(CompiledProfiler):
+    """LiteRT (TFLite) with the XNNPACK delegate, FP32, the spec's thread count; memory: peak growth of load + run."""
+
+    runtime = "litert"
+
+    def _require(self) -> str:
+        from hwnas.devices.litert_runtime import require_litert
+
+        return require_litert()
+
+    def compile(self, module: nn.Module, batch_shape: tuple[int, ...]) -> bytes:
+        from hwnas.devices.litert_runtime import convert_to_tflite
+
+        return convert_to_tflite(module, batch_shape)
+
+    def _run(self, data: bytes, batch_shape: tuple[int, ...]) -> Measurement:
+        from hwnas.devices.litert_runtime import litert_measure
+
+        s = self.spec
+        return litert_measure(data, batch_shape, threads=s.threads, warmup=s.warmup, repeats=s.repeats,
+                              measure_memory=s.measure_memory)
+
+
 
 def profiler_name(spec: DeviceSpec) -> str:
     """Registry name of the profiler for a spec."""

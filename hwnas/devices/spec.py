@@ -14,7 +14,7 @@ from hwnas.devices.fingerprint import cpu_model, host_fingerprint  # noqa: F401 
 from hwnas.errors import ConfigError
 from hwnas.fileio import data_dir, find_named_file, read_yaml
 
-RUNTIMES = ("onnxruntime", "torch", "remote")
+RUNTIMES = ("onnxruntime", "torch", "remote", "executorch", "litert")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float16")
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")

@@ -3,12 +3,13 @@
 Schema 1 keys (all present; unknown values are null):
     schema (1), kind ("hwnas-export-manifest"), created_utc, versions {hwnas, torch, onnx, onnxruntime, ...},
     arch {space, arch, id}, source {run, run_id, trial, pick, weights, weights_sha256, trained},
-    format ("onnx" | "tensorrt"), onnx {exporter, fallback_reason, opset, dynamic_batch, simplified, ...},
+    format ("onnx" | "tensorrt" | "executorch" | "litert"), onnx {exporter, fallback_reason, opset, dynamic_batch, simplified, ...},
     parity {max_abs_diff, max_rel_diff, atol, n_inputs, passed, runtime, ...},
     files [{path (relative to the manifest), sha256, bytes, role}],
     latency {device, device_fingerprint, table_sha256, table_device, predicted_ms, measured_ms,
              p10_ms, p90_ms, cv, n, ratio} (ratio = measured_ms / predicted_ms),
-    tensorrt (null, or the engine build and its parity/timing).
+    tensorrt (null, or the engine build and its parity/timing);
+    executorch / litert (only with that format: file, version, delegation, parity in that runtime).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hwnas.fileio import read_json
 MANIFEST_SCHEMA = 1
 MANIFEST_KIND = "hwnas-export-manifest"
 MANIFEST_NAME = "manifest.json"
+FORMATS = ("onnx", "tensorrt", "executorch", "litert")
 REQUIRED_V1 = (
     "schema", "kind", "created_utc", "versions", "arch", "source", "format", "onnx", "parity",
     "files", "latency", "tensorrt",
@@ -58,8 +60,8 @@ def validate_manifest(data: Any, where: str = "manifest") -> dict[str, Any]:
         value = data[section]
         if not isinstance(value, dict) or any(k not in value for k in keys):
             raise ManifestError(f"{where}: section {section!r} must be an object with keys {list(keys)}")
-    if data["format"] not in ("onnx", "tensorrt"):
-        raise ManifestError(f"{where}: format {data['format']!r} is not onnx or tensorrt")
+    if data["format"] not in FORMATS:
+        raise ManifestError(f"{where}: format {data['format']!r} is not one of {', '.join(FORMATS)}")
     if not isinstance(data["files"], list) or not all(
         isinstance(f, dict) and {"path", "sha256", "bytes"} <= set(f) for f in data["files"]
     ):

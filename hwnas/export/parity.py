@@ -1,8 +1,8 @@
-"""Parity of an exported ONNX model against its PyTorch source in ONNX Runtime on random inputs."""
+"""Parity of an exported model against its PyTorch source on random inputs: ONNX Runtime, or any runtime's forward."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,78 @@ def random_inputs(input_shape: Sequence[int], n: int, seed: int, batch_sizes: Se
     return out
 
 
+def _worst_diffs(model: nn.Module, run: Callable[[np.ndarray], np.ndarray], inputs: list[np.ndarray],
+                 what: str) -> tuple[float, float, float]:
+    """Worst absolute diff, relative diff and |output| of `run` against `model` over `inputs`."""
+    model = model.eval()
+    worst = worst_rel = worst_out = 0.0
+    for x in inputs:
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).float().numpy()
+        got = np.asarray(run(x))
+        if got.shape != ref.shape:
+            raise ParityError(
+                f"{what} output shape {got.shape} differs from PyTorch's {ref.shape} for input {x.shape}; "
+                "re-export (with --dynamic-batch for other batch sizes)"
+            )
+        diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
+        if not np.isfinite(diff):
+            diff = float("inf")
+        mag = float(np.max(np.abs(ref))) if ref.size else 0.0
+        worst, worst_out = max(worst, diff), max(worst_out, mag)
+        worst_rel = max(worst_rel, diff / mag if mag > 0 else diff)
+    return worst, worst_rel, worst_out
+
+
+def _raise_parity(result: ParityResult, what: str) -> None:
+    worst, worst_rel, worst_out = result.max_abs_diff, result.max_rel_diff, result.max_abs_output
+    if worst_rel <= FP32_ROUNDING_REL and worst_out > 1.0:
+        hint = (
+            f"the relative difference {worst_rel:.2g} is float32 rounding at outputs of magnitude "
+            f"{worst_out:.3g}: untrained nets whose skip/pool paths grow activations cell after cell "
+            "do this; export trained weights (--weights), whose BN statistics keep outputs small"
+        )
+    else:
+        hint = (
+            "the export is wrong: check the model for train-mode-only behaviour or unsupported ops, "
+            "or try --exporter legacy"
+        )
+    raise ParityError(
+        f"{what} output differs from PyTorch by {worst:.3g} (max |output| {worst_out:.3g}), "
+        f"above the FP32 tolerance {result.atol:g}; {hint}"
+    )
+
+
+def check_runtime_parity(
+    model: nn.Module,
+    run: Callable[[np.ndarray], np.ndarray],
+    input_shape: Sequence[int],
+    *,
+    runtime: str,
+    atol: float = DEFAULT_ATOL,
+    n_inputs: int = 3,
+    seed: int = 0,
+    batch_sizes: Sequence[int] = (),
+    graph_optimization: str = "",
+    raise_on_failure: bool = True,
+    name: str = "",
+) -> ParityResult:
+    """Run `model` (eval mode, FP32) and `run` (a runtime's forward on a numpy batch) on the same random
+    inputs; raises ParityError when the max abs diff exceeds `atol` (unless `raise_on_failure=False`).
+    `runtime` is recorded (name, version, provider); `name` is the runtime in messages."""
+    name = name or runtime.split()[0]
+    inputs = random_inputs(input_shape, n_inputs, seed, batch_sizes)
+    worst, worst_rel, worst_out = _worst_diffs(model, run, inputs, name)
+    result = ParityResult(
+        max_abs_diff=worst, max_rel_diff=worst_rel, max_abs_output=worst_out, atol=float(atol),
+        n_inputs=len(inputs), batch_sizes=tuple(sorted({x.shape[0] for x in inputs})), runtime=runtime,
+        graph_optimization=graph_optimization, passed=worst <= atol,
+    )
+    if raise_on_failure and not result.passed:
+        _raise_parity(result, name)
+    return result
+
+
 def check_parity(
     model: nn.Module,
     onnx_model: str | Path | bytes,
@@ -97,45 +169,9 @@ def check_parity(
 
     sess = ort_session(onnx_model, graph_optimization)
     name = sess.get_inputs()[0].name
-    model = model.eval()
-    worst = worst_rel = worst_out = 0.0
-    inputs = random_inputs(input_shape, n_inputs, seed, batch_sizes)
-    for x in inputs:
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x)).float().numpy()
-        got = sess.run(None, {name: x})[0]
-        if got.shape != ref.shape:
-            raise ParityError(
-                f"ONNX output shape {got.shape} differs from PyTorch's {ref.shape} for input {x.shape}; "
-                "re-export (with --dynamic-batch for other batch sizes)"
-            )
-        diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
-        if not np.isfinite(diff):
-            diff = float("inf")
-        mag = float(np.max(np.abs(ref))) if ref.size else 0.0
-        worst = max(worst, diff)
-        worst_out = max(worst_out, mag)
-        worst_rel = max(worst_rel, diff / mag if mag > 0 else diff)
-    bs = tuple(sorted({x.shape[0] for x in inputs}))
-    result = ParityResult(
-        max_abs_diff=worst, max_rel_diff=worst_rel, max_abs_output=worst_out, atol=float(atol),
-        n_inputs=len(inputs), batch_sizes=bs, runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
-        graph_optimization=graph_optimization, passed=worst <= atol,
+    return check_runtime_parity(
+        model, lambda x: sess.run(None, {name: x})[0], input_shape,
+        runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider", atol=atol, n_inputs=n_inputs, seed=seed,
+        batch_sizes=batch_sizes, graph_optimization=graph_optimization, raise_on_failure=raise_on_failure,
+        name="ONNX Runtime",
     )
-    if raise_on_failure and not result.passed:
-        if worst_rel <= FP32_ROUNDING_REL and worst_out > 1.0:
-            hint = (
-                f"the relative difference {worst_rel:.2g} is float32 rounding at outputs of magnitude "
-                f"{worst_out:.3g}: untrained nets whose skip/pool paths grow activations cell after cell "
-                "do this; export trained weights (--weights), whose BN statistics keep outputs small"
-            )
-        else:
-            hint = (
-                "the export is wrong: check the model for train-mode-only behaviour or unsupported ops, "
-                "or try --exporter legacy"
-            )
-        raise ParityError(
-            f"ONNX Runtime output differs from PyTorch by {worst:.3g} (max |output| {worst_out:.3g}), "
-            f"above the FP32 tolerance {atol:g}; {hint}"
-        )
-    return result
