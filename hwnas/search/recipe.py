@@ -49,7 +49,7 @@ class SearchRecipe:
     objectives: tuple[str, ...]
     constraints: tuple[Constraint, ...] = ()
     latency_table: str | None = None
-    strategy: str = "local"
+    strategy: str = "default"
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
     method: str | None = None  # a non-ask/tell searcher (e.g. fbnet); then `strategy` is unused
     method_params: Mapping[str, Any] = field(default_factory=dict)
@@ -114,7 +114,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
         typed(c, str, f"constraints[{i}]", source)
     if data.get("strategy") is not None and data.get("method") is not None:
         raise ConfigError(f"{source}: name either a `strategy` (ask/tell) or a `method` (e.g. fbnet), not both")
-    strat = _named(data.get("strategy") or "local", "strategy", source)
+    strat = _named(data.get("strategy") or "default", "strategy", source)
     STRATEGIES.get(typed(strat["name"], str, "strategy name", source))
     params = dict(typed(strat.get("params") or {}, dict, "strategy params", source))
     bad = sorted(set(params) - set(strategy_params(strat["name"])))
@@ -224,7 +224,9 @@ def build(recipe: SearchRecipe, evaluate: Callable | None = None):
     else:
         problem = ArchProblem(*args, resolve_dataset(recipe.dataset), recipe.train, recipe.device, recipe.distill,
                               strict_drift=recipe.strict_drift)
-    return problem, make_searcher(recipe, problem)
+    params = recipe.method_params if recipe.method else recipe.strategy_params
+    return problem, make_searcher(problem, recipe.budget, recipe.seed, params, method=recipe.method,
+                                  strategy=recipe.strategy)
 
 
 def provenance() -> dict[str, Any]:
