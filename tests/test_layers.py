@@ -167,6 +167,21 @@ def test_the_module_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path, mon
     assert module_cycles(sorted((tmp_path / "hwnas").rglob("*.py"))) == [["hwnas.sub.a", "hwnas.sub.b", "hwnas.sub.c"]]
 
 
+# What `hwnas.cli` may import: the public API, its own modules, and the foundation; the agent is the
+# on-device program, whose arguments are its own.
+CLI_IMPORTS = {"hwnas.api", "hwnas.errors", "hwnas.fileio", "hwnas.devices.agent"}
+
+
+def test_the_cli_calls_only_the_public_api():
+    internal = sorted(
+        f"{path.relative_to(PACKAGE.parent)} imports {target}"
+        for path in (PACKAGE / "cli").rglob("*.py")
+        for target in _imports(path)
+        if target not in CLI_IMPORTS and not target.startswith("hwnas.cli")
+    )
+    assert internal == []
+
+
 @pytest.mark.parametrize("source, bad", [("from hwnas.cli import main", "cli"), ("import hwnas.export.pipeline", "export")])
 def test_the_guard_sees_lazy_imports(tmp_path, source, bad):
     f = tmp_path / "m.py"
