@@ -76,7 +76,7 @@ def search(
     evaluate: Callable[[Any], Mapping[str, float]] | None = None,
     constraints: Sequence[str] = (),
     latency_table: str | os.PathLike | None = None,
-    strategy: str | Mapping[str, Any] = "default",
+    strategy: str | Mapping[str, Any] | None = None,
     method: str | Mapping[str, Any] | None = None,
     budget: int = 20,
     seed: int = 0,
@@ -95,15 +95,15 @@ def search(
     own metrics as `Objective(name, "max", "expensive")`); it may train the model, whose weights are kept.
     Data is checked before any training. `workers > 1` evaluates in processes (then `evaluate` must be
     importable). `resume` (a run name or "latest") continues a run with the same arguments.
-    `strategy` (a name or {name, params}) is an ask/tell strategy; `method` instead names a searcher
-    such as FBNet: `method={"name": "fbnet", "params": {"targets": [0.05, 0.1]}}`.
+    `strategy` (a name or {name, params}; None: `default`) is an ask/tell strategy; `method` instead names
+    a searcher such as FBNet: `method={"name": "fbnet", "params": {"targets": [0.05, 0.1]}}`.
     """
     from hwnas.search.recipe import execute_recipe, parse_recipe
 
     recipe = parse_recipe({
         "name": name or "api", "space": space, "objectives": _objective_names(objectives),
         "constraints": list(constraints), "latency_table": _table(latency_table),
-        "strategy": None if method else strategy, "method": method,
+        "strategy": strategy, "method": method,
         "budget": budget, "seed": seed, "dataset": _dataset(data) if evaluate is None else None,
         "train": dict(train or {}),
         "executor": {"name": "inline"} if workers <= 1 else {"name": "local", "workers": workers},
