@@ -1,4 +1,4 @@
-"""The layer order of DESIGN.md: a module never imports (even lazily, inside a function) a higher layer."""
+"""The layer order of the README ("Layers, lowest first"): a module never imports (even lazily, inside a function) a higher layer."""
 
 from __future__ import annotations
 
