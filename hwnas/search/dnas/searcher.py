@@ -101,6 +101,8 @@ class DerivedArchs(Strategy):
         self.next = 0
 
     def ask(self) -> Arch | None:
+        while self.next < len(self.queue) and self.queue[self.next].id in self.results:
+            self.next += 1  # told from the journal on resume: not proposed again
         if self.next >= len(self.queue):
             return None
         self.next += 1
