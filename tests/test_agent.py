@@ -298,11 +298,9 @@ def test_idle_connections_are_dropped_and_capped():
         time.sleep(0.1)
         status, body = _raw(port, b"GET /info HTTP/1.1\r\n\r\n")  # a third connection: over the cap
         assert status == 503 and "busy" in body["error"]
-        start = time.monotonic()
-        for s in idle:  # closed by the agent after the socket timeout, without a token ever sent
-            assert s.recv(100) == b""
+        for s in idle:  # closed by the agent after its 0.5 s socket timeout, without a token ever sent:
+            assert s.recv(100) == b""  # an empty read, not the client's own 5 s timeout (socket.timeout)
             s.close()
-        assert time.monotonic() - start < 3
         time.sleep(0.1)
         assert _raw(port, f"GET /info HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())[0] == 200
     finally:

@@ -181,3 +181,25 @@ def test_export_needs_a_journal():
     run = api.search("mobile:mnist", ["params"], strategy="random", budget=1, storage="memory://")
     with pytest.raises(ConfigError, match="SQLite"):
         api.export(run, "unused")
+
+
+def test_method_names_a_searcher_such_as_fbnet():
+    """`method=` reaches the registered searcher (its own parameter checks answer) before any run starts;
+    a whole fbnet run through the same recipe path is tests/test_dnas.py's recipe test."""
+    args = ("mobile:mnist", ["params", "latency_ms"])
+    kw = {"data": "digits", "latency_table": "ort-cpu-1t/mobile-mnist", "storage": "memory://"}
+    with pytest.raises(ConfigError, match="fbnet needs `targets:`"):
+        api.search(*args, method="fbnet", **kw)
+    with pytest.raises(ConfigError, match="method 'fbnet' has no parameter.*bogus"):
+        api.search(*args, method={"name": "fbnet", "params": {"targets": [0.05], "bogus": 1}}, **kw)
+    with pytest.raises(ConfigError, match="either a `strategy`"):
+        api.search(*args, strategy="random", method={"name": "fbnet", "params": {"targets": [0.05]}}, **kw)
+
+
+def test_the_api_lists_runs_and_opens_them_by_name(tmp_path):
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    run = api.search("nb201", ["params", "macs"], strategy="random", budget=3, name="r1", storage=db)
+    assert [r["name"] for r in api.runs(db)] == ["r1"] and api.runs(db)[0]["complete"] == 3
+    assert api.open_run("r1", db).id == run.id
+    with pytest.raises(ConfigError, match="no run journal at"):
+        api.open_run("r1", f"sqlite:///{tmp_path / 'missing.db'}")

@@ -19,9 +19,12 @@ def run_json(capsys, *argv):
 
 def test_spaces_lists_every_preset(capsys):
     rows = run_json(capsys, "spaces")
-    specs = {r["spec"] for r in rows}
-    assert {"nb201:cifar10", "nb201:cifar100", "mobile:mnist", "mobile:cifar", "mobile:imagenet"} <= specs
-    assert sum(r["default"] for r in rows) == 2
+    for r in rows:  # each row describes the space its spec resolves to
+        space = get_space(r["spec"])
+        assert (r["positions"], r["size"], r["input_shape"]) == (len(space.choices), space.size(),
+                                                                 list(space.input_shape))
+    families = [r["spec"].split(":")[0] for r in rows]
+    assert sorted(f for f, r in zip(families, rows) if r["default"]) == sorted(set(families))  # one default each
 
 
 def test_sample_is_seeded_and_parseable(capsys):

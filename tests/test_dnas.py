@@ -320,3 +320,18 @@ def test_soft_mode_mixes_every_candidate_and_learns_theta(table, tiny):
     assert res.history[-1]["theta_steps"] > 0
     assert all(torch.isfinite(torch.tensor(t)).all() and len(set(t)) > 1 for t in res.theta)
     assert res.history[-1]["expected_cost"] < res.history[0]["expected_cost"]  # the budget pulls latency down
+
+
+def test_soft_mode_the_papers_relaxation_trains_theta_toward_the_budget(table, tiny, one_thread):
+    """FBNet's paper mode (every candidate mixed by its Gumbel-softmax weight), one weight and one theta step
+    on a few images: theta moves, stays finite, and a dominant latency term lowers the expected latency below
+    the uniform start (the slow test above trains longer on more data)."""
+    small = Splits("small", tiny.x_train[:32], tiny.y_train[:32], tiny.x_val[:16], tiny.y_val[:16],
+                   tiny.x_test[:16], tiny.y_test[:16], tiny.num_classes)
+    cost = latency_cost(SPACE, table)
+    config = _fast(epochs=1, warmup_epochs=0, batch_size=16, mode="soft")
+    res = search_supernet(SPACE, small, cost, config, Target(T=0.02, lam=10.0))
+    assert res.history[-1]["theta_steps"] > 0
+    assert all(torch.isfinite(torch.tensor(t)).all() and len(set(t)) > 1 for t in res.theta)
+    uniform = float(cost.expected([torch.full((len(t),), 1.0 / len(t)) for t in res.theta]))
+    assert res.history[-1]["expected_cost"] < uniform

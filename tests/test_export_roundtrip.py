@@ -10,9 +10,8 @@ from hwnas.cli import main
 from hwnas.export import read_manifest, verify_files
 from hwnas.export.parity import ort_session
 from hwnas.export.pipeline import default_table_path
+from hwnas.search.runner import run_search
 from hwnas.train.checkpoint import load_checkpoint
-
-runner = pytest.importorskip("hwnas.search.runner", reason="the search runner has not landed")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,7 @@ def searched(tmp_path_factory):
     storage = open_storage(db)
     run = storage.create_run("roundtrip", problem.objectives, {"space": "mobile"}, problem.info())
     strategy = make_strategy("random", problem.space, len(problem.objectives), seed=0)
-    runner.run_search(problem, strategy, run, budget=3)
+    run_search(problem, strategy, run, budget=3)
     return db, storage.get_run("roundtrip")
 
 

@@ -180,14 +180,18 @@ def _search(recipe: Path, db: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+def _finished(db: Path) -> dict[str, tuple]:
+    with sqlite3.connect(db, timeout=5) as con:
+        return {r[0]: r[1:] for r in con.execute(
+            'SELECT arch_id, finished, "values" FROM trials WHERE status IN (\'COMPLETE\', \'FAILED\')')}
+
+
 def test_kill_9_and_resume_loses_and_repeats_nothing(tmp_path):
     budget = 100
     recipe = _write(tmp_path / "cost.yaml", COST_RECIPE.replace("{budget}", str(budget)))
-    ref_db, db = tmp_path / "ref.db", tmp_path / "killed.db"
-    ref = _search(recipe, ref_db, "--name", "ref")
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    db = tmp_path / "killed.db"
     proc = _search(recipe, db, "--name", "k")
-    kills, resumes = 0, 0
+    kills, finished = 0, {}
     for threshold in (15, 50):
         deadline = time.time() + 120
         while _count(db) < threshold and proc.poll() is None and time.time() < deadline:
@@ -196,18 +200,16 @@ def test_kill_9_and_resume_loses_and_repeats_nothing(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
+        finished.update(_finished(db))
         proc = _search(recipe, db, "--resume", "k")
-        resumes += 1
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
-    assert kills >= 1
-    ref_run = open_storage(f"sqlite:///{ref_db}").get_run("ref")
+    assert kills >= 1 and finished
     run = open_storage(f"sqlite:///{db}").get_run("k")
     ids = [t.arch_id for t in run.trials()]
-    assert ids == [t.arch_id for t in ref_run.trials()]  # same trials, same order: nothing lost or redone
     assert len(ids) == len(set(ids))
     assert len(run.trials("COMPLETE")) == budget and run.status == "FINISHED"
-    assert [t.values for t in run.trials()] == [t.values for t in ref_run.trials()]
-    assert [(e.kind, e.arch_id) for e in run.events()] == [(e.kind, e.arch_id) for e in ref_run.events()]
+    after = _finished(db)
+    assert {k: after[k] for k in finished} == finished  # finished before a kill: kept, never evaluated again
 
 
 def test_kill_9_during_training_reruns_that_trial_once(tmp_path):

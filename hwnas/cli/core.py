@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from hwnas import api
 from hwnas.cli.output import add_json_flag, check_counts, emit
-from hwnas.errors import HwnasError
-from hwnas.metrics import arch_cost
-from hwnas.spaces import SPACES, get_space
-from hwnas.train import DATASETS, TrainConfig, train_arch
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    rows = []
-    for name in SPACES.names():
-        cls = SPACES.get(name)
-        for preset in cls.presets:
-            space = get_space(f"{name}:{preset}")
-            rows.append({
-                "spec": space.spec,
-                "default": preset == cls.default_preset,
-                "positions": len(space.choices),
-                "size": space.size(),
-                "input_shape": list(space.input_shape),
-                "num_classes": space.num_classes,
-            })
+    rows = api.spaces()
     text = "\n".join(
         f"{r['spec']:<18} {'(default) ' if r['default'] else '':<10} positions={r['positions']:<3} "
         f"archs={r['size']:.3g}  input={'x'.join(map(str, r['input_shape']))}  classes={r['num_classes']}"
@@ -36,35 +21,22 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     check_counts(args, n=1)
-    if args.n > 100_000:  # the list is built before printing: refuse a count that would not fit in memory
-        raise HwnasError(f"--n must be <= 100,000, got {args.n}; sample in batches with different --seed")
-    space = get_space(args.space)
-    archs = [space.sample(args.seed * 1_000_003 + i) for i in range(args.n)]
+    archs = api.sample(args.space, args.n, args.seed)
     emit([{"arch": str(a), "id": a.id} for a in archs], args.json, "\n".join(map(str, archs)))
     return 0
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    arch = get_space(args.space).parse(args.arch)
-    data = {"space": arch.space, "arch": str(arch), "id": arch.id, **arch_cost(arch).to_dict()}
-    emit(data, args.json)
+    emit(api.cost(args.space, args.arch), args.json)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     check_counts(args, epochs=1, batch_size=1)
-    arch = get_space(args.space).parse(args.arch)
-    DATASETS.get(args.dataset)  # fail fast on an unknown dataset name
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    _, result = train_arch(arch, args.dataset, config, progress=not args.json)
-    data = {
-        "space": arch.space, "arch": str(arch), "id": arch.id, "dataset": args.dataset,
-        "test_accuracy": result.test_accuracy, "val_accuracy": result.val_accuracy,
-        "train_loss": result.train_loss, "epochs": result.epochs, "wall_s": round(result.wall_s, 2),
-    }
+    data = api.train(args.space, args.arch, args.dataset, progress=not args.json, epochs=args.epochs,
+                     batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     emit(data, args.json)
     return 0
-
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from hwnas import api
 from hwnas.cli.output import add_json_flag, emit
-from hwnas.errors import HwnasError
 from hwnas.fileio import check_output_path
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hwnas.export import EXPORTERS, load_export_config, run_export, source_from_arch, source_from_run
-    from hwnas.export.picks import parse_pick
-
-    EXPORTERS.get(args.format)  # unknown formats fail first
     check_output_path(args.out, "--out", folder=True)
-    if args.run:
-        if args.space:
-            raise HwnasError("--space is for single archs; with --run the space comes from the run")
-        source = source_from_run(args.storage, args.run, args.pick, args.weights, args.arch)
-    else:
-        if args.pick:
-            parse_pick(args.pick)
-            raise HwnasError("--pick needs --run RUN; for a single arch give --space and --arch")
-        source = source_from_arch(args.space, args.arch, args.weights, seed=args.seed)
-    config = load_export_config(args.recipe).with_overrides(
-        opset=args.opset, exporter=args.exporter, dynamic_batch=True if args.dynamic_batch else None,
-        simplify=False if args.no_simplify else None,
+    run = api.open_run(args.run, args.storage) if args.run else None
+    manifest = api.export(
+        run, args.out, args.pick, args.format, args.recipe, device=args.device, measure=not args.no_measure,
+        space=args.space, arch=args.arch, weights=args.weights, seed=args.seed, fp16=args.fp16, table=args.table,
+        strict=args.strict, opset=args.opset, exporter=args.exporter,
+        dynamic_batch=True if args.dynamic_batch else None, simplify=False if args.no_simplify else None,
     )
-    manifest = run_export(source, args.out, args.format, config, fp16=args.fp16, device=args.device,
-                          table=args.table, measure=not args.no_measure, strict=args.strict)
     lat, par, onx = manifest["latency"], manifest["parity"], manifest["onnx"]
     summary = {
         "arch": manifest["arch"]["arch"], "space": manifest["arch"]["space"],
@@ -55,8 +43,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hwnas.export.picks import PICK_FORMS
-
     p = sub.add_parser(
         "export", help="export a searched winner or one arch to ONNX/TensorRT with parity check and manifest",
         description="Build the chosen net in eval mode, export ONNX (checked, simplified), verify parity "
@@ -64,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_argument_group("what to export")
     src.add_argument("--run", help="search run id or name (or `latest`) in --storage")
-    src.add_argument("--pick", help=f"with --run: {PICK_FORMS}")
+    src.add_argument("--pick", help=f"with --run: {api.PICK_FORMS}")
     src.add_argument("--storage", default="sqlite:///runs/hwnas.db", help="run journal URL (default %(default)s)")
     src.add_argument("--space", help="space spec of a single arch, e.g. mobile or nb201:cifar10")
     src.add_argument("--arch", help="arch string (single arch, or a trial of --run)")

@@ -3,44 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
+from hwnas import api
 from hwnas.cli.output import add_json_flag, check_counts, emit
 from hwnas.fileio import check_output_path
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from hwnas.devices import get_profiler, load_device
-    from hwnas.latency import LatencyTable
-    from hwnas.latency.builder import build_table, calibrate
-    from hwnas.spaces import get_space
-
     check_counts(args, rounds=1, calibrate=0)
     check_output_path(args.out, "--out table")
-    spec = load_device(args.device)
-    space = get_space(args.space)
-    profiler = get_profiler(spec)
-    start = time.perf_counter()
-    before = len(LatencyTable.load(args.out)) if Path(args.out).exists() else 0
-    table = build_table(spec, space, args.out, progress=not args.no_progress, profiler=profiler,
-                        rounds=args.rounds)
-    blocks_s = time.perf_counter() - start
-    if args.calibrate > 0 and (table.calibration.n == 0 or args.recalibrate):
-        calibrate(table, spec, args.calibrate, args.seed, profiler=profiler, progress=not args.no_progress,
-                  rounds=args.rounds)
-        table.save(args.out)
-    data = {
-        "table": str(args.out), "space": table.space, "device": spec.name, "entries": len(table),
-        "measured_now": len(table) - before, "sha256": table.sha256, "profile_s": round(blocks_s, 2),
-        "total_s": round(time.perf_counter() - start, 2),
-        "calibration": {"form": table.calibration.form, "scale": table.calibration.scale,
-                        "per_block_ms": table.calibration.per_block_ms, "offset_ms": table.calibration.offset_ms,
-                        "overhead_ms": table.calibration.overhead_ms, "n": table.calibration.n,
-                        "cv_mape": table.calibration.cv_mape},
-        "cpus": table.protocol.get("cpus"), "reference": table.reference,
-        "noisy_blocks": len((table.provenance.get("noise") or {}).get("noisy_blocks", {})),
-    }
+    data = api.profile(args.device, args.space, args.out, calibrate=args.calibrate, recalibrate=args.recalibrate,
+                       rounds=args.rounds, seed=args.seed, progress=not args.no_progress)
     emit(data, args.json)
     return 0
 
@@ -52,15 +26,11 @@ def _fidelity_text(result: dict) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from hwnas.latency import load_predictor
-    from hwnas.latency.validation import validate_table
-
     check_counts(args, samples=2, rounds=1)
-    table = load_predictor(args.table)
     plot = args.plot or str(Path(args.table).with_suffix("")) + f"-validate-{args.samples}.png"
     check_output_path(plot, "--plot")
-    result = validate_table(table, args.device, args.samples, seed=args.seed, progress=not args.json,
-                            plot=plot, rounds=args.rounds, strict=args.strict)
+    result = api.validate(args.table, args.device, samples=args.samples, seed=args.seed, progress=not args.json,
+                          plot=plot, rounds=args.rounds, strict=args.strict)
     if not args.rows:
         result.pop("rows")
     text = (f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}\n"
@@ -71,29 +41,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_table(args: argparse.Namespace) -> int:
-    from hwnas.errors import ConfigError
-    from hwnas.latency.fit import fit_table_from_csv, fit_table_from_device
-
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         if path:
             check_output_path(path, flag)
-    if (args.device is None) == (args.measurements is None):
-        raise ConfigError("fit-table needs exactly one of --measurements CSV (with --target-column) or --device SPEC")
-    if args.device is not None:
-        result = fit_table_from_device(args.device, space=args.space, train=args.train, holdout=args.holdout,
-                                       seed=args.seed, prior=args.prior, rounds=args.rounds, out=args.out,
-                                       plot=args.plot, progress=not args.json)
+    common = {"train": args.train, "seed": args.seed, "prior": args.prior, "out": args.out, "plot": args.plot}
+    if args.device is not None and args.measurements is None:
+        result = api.fit_table(args.space, device=args.device, holdout=args.holdout, rounds=args.rounds,
+                               progress=not args.json, **common)
         text = (f"{result['device']}: K={result['train']} on {result['n']} held-out archs: "
                 f"{_fidelity_text(result)}")
         emit(result, args.json, text)
         return 0
-    if not args.target_column:
-        raise ConfigError("fit-table --measurements needs --target-column (the latency column of the CSV)")
-    result = fit_table_from_csv(
-        args.measurements, space=args.space, arch_column=args.arch_column, target_column=args.target_column,
-        train=args.train, seed=args.seed, prior=args.prior, out=args.out, plot=args.plot,
-        dead_edges=args.dead_edges, rep_column=args.rep_column,
-    )
+    result = api.fit_table(args.space, measurements=args.measurements, device=args.device,
+                           arch_column=args.arch_column, target_column=args.target_column,
+                           dead_edges=args.dead_edges, rep_column=args.rep_column, **common)
     text = (f"{args.target_column}: K={result['train']} on {result['n']} held-out rows: "
             f"{_fidelity_text(result)} dead_edges={result['dead_edges']}")
     emit(result, args.json, text)
@@ -107,6 +68,13 @@ def cmd_agent_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_profile(sub)
+    _register_validate(sub)
+    _register_fit_table(sub)
+    _register_agent(sub)
+
+
+def _register_profile(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="measure every block of a space on a device into a latency table")
     p.add_argument("--device", required=True, help="device spec YAML or name under devices/")
     p.add_argument("--space", required=True, help="space spec, e.g. mobile:mnist")
@@ -121,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_profile)
 
+
+def _register_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="predicted vs measured end-to-end latency of sampled archs")
     p.add_argument("--table", required=True)
     p.add_argument("--device", required=True)
@@ -135,6 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_validate)
 
+
+def _register_fit_table(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit-table", help="fit a structure-aware latency table from end-to-end measurements")
     p.add_argument("--space", required=True, help="space spec (nb201 or mobile)")
     p.add_argument("--measurements", help="CSV with an arch column and a latency column")
@@ -160,6 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_fit_table)
 
+
+def _register_agent(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agent", help="on-device measurement agent")
     agent_sub = p.add_subparsers(dest="agent_command", metavar="ACTION")
     agent_sub.required = True

@@ -5,25 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hwnas import api
 from hwnas.cli.output import add_json_flag, check_counts, emit
 from hwnas.errors import ConfigError
 from hwnas.fileio import check_output_path
 
 
 def _storage_flag(p: argparse.ArgumentParser) -> None:
-    from hwnas.storage import DEFAULT_URL
-
-    p.add_argument("--storage", default=DEFAULT_URL, help=f"run journal URL (default {DEFAULT_URL})")
-
-
-def _existing_storage(url: str):
-    """Open a journal to read from; a missing SQLite file is an error (nothing is created)."""
-    from hwnas.storage import open_storage, sqlite_path
-
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise ConfigError(f"no journal at {path}; check --storage (runs are written by `hwnas search`)")
-    return open_storage(url)
+    p.add_argument("--storage", default=api.DEFAULT_URL, help=f"run journal URL (default {api.DEFAULT_URL})")
 
 
 def _front_text(run) -> str:
@@ -37,89 +26,47 @@ def _front_text(run) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from hwnas.report import plot_pareto
-    from hwnas.search.recipe import execute_recipe, load_recipe
-    from hwnas.storage import sqlite_path
-
     check_counts(args, budget=1, workers=1)
-    journal = sqlite_path(args.storage)
-    if journal is not None:
-        check_output_path(journal, "--storage journal")
     if args.plot:
         check_output_path(args.plot, "--plot")
-    recipe = load_recipe(args.recipe)
-    executor = dict(recipe.executor)
-    if args.executor:
-        executor = {"name": args.executor}
-    if args.workers:
-        executor["workers"] = args.workers
-    if args.ray_address:  # keep the recipe's Ray options (cpus_per_task), not a local pool's
-        base = {k: v for k, v in executor.items() if k in ("cpus_per_task", "workers")} if executor.get("name") == "ray" else {}
-        executor = {**base, **({"workers": args.workers} if args.workers else {}), "name": "ray", "address": args.ray_address}
-    if args.strategy:
-        from hwnas.search.strategies import STRATEGIES
-
-        STRATEGIES.get(args.strategy)
-    recipe = recipe.with_overrides(
-        budget=args.budget, seed=args.seed, executor=executor,
-        latency_table=str(Path(args.table).resolve()) if args.table else None,
+    run = api.search_recipe(
+        args.recipe, args.storage, name=args.name, resume=args.resume, progress=not args.json and not args.quiet,
+        executor=args.executor, workers=args.workers, ray_address=args.ray_address, budget=args.budget,
+        seed=args.seed, latency_table=str(Path(args.table).resolve()) if args.table else None,
         strategy=args.strategy, strategy_params={} if args.strategy else None,
-        strict_drift=True if getattr(args, "strict", False) else None,
+        strict_drift=True if args.strict else None,
     )
-    result = execute_recipe(
-        recipe, args.storage, run_name=args.name, resume=args.resume, progress=not args.json and not args.quiet
-    )
-    run = result.run
-    plot = None
-    if run.artifact_dir is not None and run.pareto_front():
-        plot = str(plot_pareto(run, args.plot or (run.artifact_dir / "pareto.png")))
+    plot = api.plot_front(run, args.plot)
+    evaluated = len(run.trials(("COMPLETE", "FAILED")))
+    reason, wall = run.info.get("stop_reason"), float(run.info.get("search_wall_s", 0.0))
     data = {
-        "run": run.id, "name": run.name, "evaluated": result.evaluated, "stop_reason": result.stop_reason,
-        "wall_s": round(result.wall_s, 2), "plot": plot, "storage": run.storage.url,
+        "run": run.id, "name": run.name, "evaluated": evaluated, "stop_reason": reason, "wall_s": round(wall, 2),
+        "plot": plot and str(plot), "storage": run.storage.url,
         "pareto_front": [t.to_dict() for t in run.pareto_front()],
     }
-    text = (f"run {run.name} ({run.id}): {result.evaluated} evaluated, stopped on {result.stop_reason}, "
-            f"{result.wall_s:.1f} s\n{_front_text(run)}\nplot: {plot}\n"
-            f"show: hwnas show {run.name} --storage {run.storage.url}")
+    text = (f"run {run.name} ({run.id}): {evaluated} evaluated, stopped on {reason}, {wall:.1f} s\n"
+            f"{_front_text(run)}\nplot: {plot}\nshow: hwnas show {run.name} --storage {run.storage.url}")
     emit(data, args.json, text)
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    import time
-
-    from hwnas.storage.lock import STALE_AFTER_S, lock_holder
-
-    storage = _existing_storage(args.storage)
-    rows = []
-    for info in storage.list_runs():
-        trials = storage.trials(info.id)
-        holder = lock_holder(storage, info.id)
-        live = holder is not None and not holder.stale(time.time(), STALE_AFTER_S)
-        rows.append({
-            "id": info.id, "name": info.name, "status": info.status, "created": info.created,
-            "strategy": (info.info.get("strategy") or {}).get("name"),
-            "objectives": [o.name for o in info.objectives],
-            "trials": len(trials), "complete": sum(t.status == "COMPLETE" for t in trials),
-            "driver": f"pid {holder.pid} on {holder.host}" if live else None,
-        })
+    rows = api.runs(args.storage)
     text = "\n".join(
         f"{r['id']}  {r['name']:<40} {r['status']:<9} {r['strategy'] or '':<7} {r['complete']}/{r['trials']} complete"
         + (f"  (driven by {r['driver']})" if r["driver"] else "")
         for r in rows
-    ) or f"no runs in {storage.url}"
+    ) or f"no runs in {args.storage}"
     emit(rows, args.json, text)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    run = _existing_storage(args.storage).get_run(args.run)
+    run = api.open_run(args.run, args.storage)
     data = run.to_dict(with_trials=True)
-    from hwnas.report.markdown import lineage_lines
-
     text = (f"run {run.name} ({run.id}) {run.status}; trials {data['counts']}\n"
             f"objectives: {', '.join(f'{o.name} ({o.direction})' for o in run.objectives)}\n{_front_text(run)}")
-    lineage = lineage_lines(run.trials())
+    lineage = api.lineage(run)
     if lineage:
         text += "\nlineage (child <- parent operators):\n" + "\n".join(lineage)
     emit(data, args.json, text)
@@ -127,65 +74,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hwnas.report import plot_pareto, run_report
-
-    storage = _existing_storage(args.storage)
-    run = storage.get_run(args.run)
-    baseline = storage.get_run(args.baseline) if args.baseline else None
-    if baseline is not None and [o.name for o in baseline.objectives] != [o.name for o in run.objectives]:
-        raise ConfigError(
-            f"--baseline {baseline.name} has objectives {', '.join(o.name for o in baseline.objectives)}, run "
-            f"{run.name} has {', '.join(o.name for o in run.objectives)}; compare runs of the same objectives")
+    run = api.open_run(args.run, args.storage)
+    baseline = api.open_run(args.baseline, args.storage) if args.baseline else None
     out = check_output_path(args.out or ((run.artifact_dir or Path(".")) / "report.md"), "--out report")
-    plot = None
-    if run.pareto_front():
-        plot = plot_pareto(run, out.parent / "pareto.png").name
-    text = run_report(run, baseline, plot, out_dir=out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    out = api.report(run, out, baseline)
+    plot = "pareto.png" if run.pareto_front() else None
     emit({"report": str(out), "plot": plot}, args.json, f"report written to {out}")
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from hwnas.bench import DEFAULT_CHECKPOINTS, TabularBenchmark, compare, plot_curves, summarize
-    from hwnas.search.strategies import STRATEGIES, make_strategy
-
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    if not strategies:
-        raise ConfigError(f"--strategies {args.strategies!r} names no strategy; e.g. random,re,nsga2,local")
-    for s in strategies:
-        STRATEGIES.get(s)
-    check_counts(args, seeds=1, budget=1)
-    if args.plot:
-        check_output_path(args.plot, "--plot")
-    from hwnas.fileio import data_dir, find_named_file
-
-    args.table = str(find_named_file(args.table, [data_dir("benchmarks/tables")], "benchmark table", ".csv"))
-    bench = TabularBenchmark(args.table, args.accuracy_column, args.latency_column, args.arch_column, args.space)
-    if args.budget > len(bench.values):
-        raise ConfigError(f"--budget {args.budget} is more than the {len(bench.values)} archs in {args.table}; "
-                          f"use --budget <= {len(bench.values)}")
-    for s in strategies:  # fail before any run, e.g. optuna-* without the `peers` extra
-        make_strategy(s, bench.space, len(bench.objectives), 0)
-    checkpoints = [b for b in DEFAULT_CHECKPOINTS if b <= args.budget]
-    if args.budget not in checkpoints:
-        checkpoints.append(args.budget)
-    curves = compare(bench, strategies, args.budget, list(range(args.seeds)))
-    rows = summarize(curves, checkpoints)
-    plot = plot_curves(curves, args.plot, f"{Path(args.table).name}: {args.accuracy_column} vs {args.latency_column}") \
-        if args.plot else None
-    data = {
-        "table": str(args.table), "table_sha256": bench.sha256, "objectives": [o.to_dict() for o in bench.objectives],
-        "true_front_size": len(bench.true_front), "budget": args.budget, "seeds": args.seeds,
-        "normalization": "HV(found)/HV(true front); objectives scaled by the true front's ideal/nadir to [0,1]; "
-                         "reference point 1.1 (pymoo HV)",
-        "protocol": "a query is one proposal (ask / Optuna trial); duplicates are answered from the cache and "
-                    "count as queries, for every strategy; unique_archs_median counts the distinct archs",
-        "strategies": rows, "plot": plot,
-    }
+def _bench_text(data: dict) -> str:
+    checkpoints = data["checkpoints"]
     lines = [f"{'strategy':<13}" + "".join(f"{'HV@' + str(b):>34}" for b in checkpoints) + "  unique   wall_s"]
-    for r in rows:
+    for r in data["strategies"]:
         cells = []
         for b in checkpoints:
             e = r["hv"][str(b)]
@@ -195,7 +96,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      + f"  {r['unique_archs_median']:>6.0f}   {r['wall_s']}")
     lines.append("median [q25,q75] normalized HV over seeds after N queries (a query is one proposal, duplicates "
                  "included); unique = median unique archs in the budget; p = Mann-Whitney U vs random")
-    emit(data, args.json, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise ConfigError(f"--strategies {args.strategies!r} names no strategy; e.g. random,re,nsga2,local")
+    check_counts(args, seeds=1, budget=1)
+    if args.plot:
+        check_output_path(args.plot, "--plot")
+    data = api.bench(args.table, strategies, budget=args.budget, seeds=args.seeds,
+                     accuracy_column=args.accuracy_column, latency_column=args.latency_column,
+                     arch_column=args.arch_column, space=args.space, plot=args.plot)
+    emit(data, args.json, _bench_text(data))
     return 0
 
 

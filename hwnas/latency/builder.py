@@ -19,6 +19,7 @@ from hwnas.devices.spec import DeviceSpec, load_device
 from hwnas.devices.timing import Measurement
 from hwnas.latency.model import FORMS, Calibration, coefficients, fit_columns
 from hwnas.latency.table import LatencyTable, LatencyTableError, TableEntry
+from hwnas.onnx_export import DEFAULT_OPSET
 from hwnas.spaces import Arch, Block, SearchSpace, get_space
 
 
@@ -62,7 +63,7 @@ def new_table(spec: DeviceSpec, space: SearchSpace, fingerprint: dict[str, Any] 
     return LatencyTable(
         space.spec,
         fingerprint or spec.fingerprint(),
-        protocol={"warmup": spec.warmup, "repeats": spec.repeats, "exporter": "torch.onnx legacy, opset 17",
+        protocol={"warmup": spec.warmup, "repeats": spec.repeats, "exporter": f"torch.onnx legacy, opset {DEFAULT_OPSET}",
                   "statistic": f"{spec.statistic} of timed runs"},
         provenance={"created_utc": _now(), "hwnas_version": hwnas.__version__,
                     "command": " ".join(sys.argv) if sys.argv else "", "device_spec": spec.to_dict()},

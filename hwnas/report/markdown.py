@@ -109,50 +109,36 @@ def _dnas_section(run, dnas: dict[str, Any], out_dir) -> list[str]:
     return lines
 
 
-def run_report(run, baseline=None, plot: str | None = None, out_dir=None) -> str:
-    """The markdown report of a run (optionally vs a baseline run, e.g. random search).
-
-    `out_dir`: where the report goes (extra figures such as DNAS heatmaps are written there;
-    default the run's folder)."""
-    info = run.info
-    recipe = (run.config or {}).get("recipe", {})
-    trials = run.trials()
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.status] = counts.get(t.status, 0) + 1
-    eval_s = sum(float(t.extras.get("eval_wall_s", 0.0)) for t in trials)
-    front = run.pareto_front()
+def _front_section(run, plot: str | None) -> list[str]:
+    """The Pareto front table (knee marked) and the plot link."""
     knee = run.knee()
-    strategy = info.get("strategy", {})
-    lines = [f"# Run report: {run.name}", "", f"Run id `{run.id}`, status {run.status}.", ""]
-    if recipe.get("description"):
-        lines += [recipe["description"], ""]
-    lines += ["## Pareto front", ""]
     names = [o.name for o in run.objectives]
-    lines.append("| # | arch | " + " | ".join(names) + " | weights |")
-    lines.append("|---|---|" + "---|" * len(names) + "---|")
-    for t in front:
+    lines = ["## Pareto front", "", "| # | arch | " + " | ".join(names) + " | weights |",
+             "|---|---|" + "---|" * len(names) + "---|"]
+    for t in run.pareto_front():
         mark = " (knee)" if knee is not None and t.number == knee.number else ""
         vals = " | ".join(_fmt(t.values.get(n)) for n in names)
         lines.append(f"| {t.number}{mark} | `{t.arch_str}` | {vals} | {'yes' if t.weights_path else 'no'} |")
-    if plot:
-        lines += ["", f"![Pareto front]({plot})"]
-    if info.get("dnas"):
-        lines += _dnas_section(run, info["dnas"], out_dir)
-    lines += ["", "## Trials", "", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none", ""]
-    failed = [t for t in trials if t.status == "FAILED"]
-    for t in failed[:10]:
-        lines.append(f"- FAILED #{t.number} `{t.arch_str}`: {t.error}")
-    lineage = lineage_lines(trials)
+    return lines + (["", f"![Pareto front]({plot})"] if plot else [])
+
+
+def _trials_section(trials, counts: dict[str, int], lineage: list[str]) -> list[str]:
+    """Status counts, the first failures and the lineage of morphism children."""
+    lines = ["", "## Trials", "", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none", ""]
+    lines += [f"- FAILED #{t.number} `{t.arch_str}`: {t.error}" for t in trials if t.status == "FAILED"][:10]
     if lineage:
         lines += ["", "## Lineage", "", "Children made by network morphisms from a parent trial (weights inherited):", ""]
         lines += [f"- {line}" for line in lineage]
+    return lines
+
+
+def _checklist(run, baseline, trials, counts: dict[str, int], lineage: list[str]) -> list[tuple[str, str]]:
+    """(title, text) of each item of the NAS best-practices checklist."""
+    info, recipe = run.info, (run.config or {}).get("recipe", {})
+    strategy, host, table = info.get("strategy", {}), info.get("host", {}), info.get("latency_table") or {}
+    eval_s = sum(float(t.extras.get("eval_wall_s", 0.0)) for t in trials)
     cmp = compare_runs(run, baseline)
-    versions = info.get("versions", {})
-    host = info.get("host", {})
-    table = info.get("latency_table") or {}
-    lines += ["", "## Best-practices checklist", ""]
-    check = [
+    return [
         ("Code", f"hwnas git commit `{info.get('git_commit') or 'unknown'}`; recipe below"),
         ("Search seed", f"{recipe.get('seed')} (same seed, same run)"),
         ("Training seed", f"{(recipe.get('train') or {}).get('seed', 0)}"),
@@ -174,7 +160,7 @@ def run_report(run, baseline=None, plot: str | None = None, out_dir=None) -> str
                           f"{(table.get('device') or {}).get('name')}" if table else "none"),
         ("Measurement device", json.dumps(info["measure_device"]) if info.get("measure_device")
          else "none (no measured objective)"),
-        ("Library versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
+        ("Library versions", ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())),
         ("Wall time", f"search {info.get('search_wall_s', '?')} s in total (driver, incl. waiting), "
                       f"evaluation {eval_s:.1f} s summed over trials"),
         ("Comparison to random search",
@@ -184,7 +170,28 @@ def run_report(run, baseline=None, plot: str | None = None, out_dir=None) -> str
          "not run (objectives need training): start the same recipe with `--strategy random --name BASE` and "
          "pass `--baseline BASE`"),
     ]
-    for title, text in check:
+
+
+def run_report(run, baseline=None, plot: str | None = None, out_dir=None) -> str:
+    """The markdown report of a run (optionally vs a baseline run, e.g. random search).
+
+    `out_dir`: where the report goes (extra figures such as DNAS heatmaps are written there;
+    default the run's folder)."""
+    recipe = (run.config or {}).get("recipe", {})
+    trials = run.trials()
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    lineage = lineage_lines(trials)
+    lines = [f"# Run report: {run.name}", "", f"Run id `{run.id}`, status {run.status}.", ""]
+    if recipe.get("description"):
+        lines += [recipe["description"], ""]
+    lines += _front_section(run, plot)
+    if run.info.get("dnas"):
+        lines += _dnas_section(run, run.info["dnas"], out_dir)
+    lines += _trials_section(trials, counts, lineage)
+    lines += ["", "## Best-practices checklist", ""]
+    for title, text in _checklist(run, baseline, trials, counts, lineage):
         lines.append(f"- [{'x' if 'unknown' not in text and 'not run' not in text else ' '}] **{title}**: {text}")
     lines += ["", "## Recipe", "", "```json", json.dumps(recipe, indent=2), "```", ""]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from hwnas.execution import EXECUTORS
 from hwnas.fileio import data_dir, find_named_file, read_yaml
 from hwnas.objectives import get_objectives
 from hwnas.search.constraints import Constraint, parse_constraint
+from hwnas.search.registry import DEFAULT_STRATEGY, STRATEGIES
 
 # Keys that must match when resuming (budget and executor may change).
 _SEARCH_KEYS = (
@@ -76,7 +77,7 @@ class SearchRecipe:
     objectives: tuple[str, ...]
     constraints: tuple[Constraint, ...] = ()
     latency_table: str | None = None
-    strategy: str = "local"
+    strategy: str = "default"
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
     method: str | None = None  # a non-ask/tell searcher (e.g. fbnet); then `strategy` is unused
     method_params: Mapping[str, Any] = field(default_factory=dict)
@@ -117,7 +118,7 @@ def parse_recipe(data: Any, source: str = "recipe", base_dir: Path | None = None
     if raw.strategy is not None and raw.method is not None:
         raise ConfigError(f"{source}: name either a `strategy` (ask/tell) or a `method` (e.g. fbnet), not both")
     get_objectives(list(raw.objectives))
-    strategy, strategy_params = _strategy(raw.strategy or "local", source)
+    strategy, strategy_params = _strategy(raw.strategy or DEFAULT_STRATEGY, source)
     method, method_params = _method(raw.method, source)
     plain = {f.name: getattr(raw, f.name) for f in dataclasses.fields(RecipeFile)}
     return SearchRecipe(**{
@@ -172,8 +173,6 @@ def _table_path(table: str | None, base_dir: Path | None) -> str | None:
 
 
 def _strategy(value: str | Mapping[str, Any], source: str) -> tuple[str, dict[str, Any]]:
-    from hwnas.search.strategies import STRATEGIES
-
     name, params = _named(value, "strategy", source)
     cls = STRATEGIES.get(name)
     return name, parse_kwargs(cls.__init__, params, source, f"strategy {name!r}")
@@ -232,7 +231,9 @@ def build(recipe: SearchRecipe, evaluate: Callable | None = None):
     else:
         problem = ArchProblem(*args, resolve_dataset(recipe.dataset), recipe.train, recipe.device, recipe.distill,
                               strict_drift=recipe.strict_drift)
-    return problem, make_searcher(recipe, problem)
+    params = recipe.method_params if recipe.method else recipe.strategy_params
+    return problem, make_searcher(problem, recipe.budget, recipe.seed, params, method=recipe.method,
+                                  strategy=recipe.strategy)
 
 
 def provenance() -> dict[str, Any]:

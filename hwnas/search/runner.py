@@ -5,9 +5,10 @@ its job gets the parent's checkpoint bytes, read here in the driver; a parent wi
 the child FAILED and the run goes on. Jobs return checkpoint bytes, which the driver writes under
 the run's folder, so workers never need the driver's disk.
 Every strategy call is journaled as an event (ask / tell, with the told values) in the same
-transaction as the trial change it belongs to, so `resume=True` replays the calls into a fresh
-strategy of the same seed and continues exactly where a killed run stopped: COMPLETE trials are
-never re-evaluated; a trial that was PENDING or RUNNING is evaluated again, once.
+transaction as the trial change it belongs to. `resume=True` builds a fresh strategy's state from the
+journal's finished trials, told in trial order with no asks (as Optuna's samplers rebuild from a
+study), so a run resumes even where today's strategy would propose other archs (another hwnas
+version): no finished trial is evaluated again; a trial that was PENDING or RUNNING at a crash is.
 The budget counts evaluated unique archs (COMPLETE + FAILED); duplicates and INFEASIBLE ones don't.
 A search fails loudly (SearchFailedError, run status FAILED) when its first few evaluations all fail
 with the same error, or when it ends with every evaluation failed.
@@ -27,6 +28,8 @@ from hwnas.search.problem import Parent, Problem
 from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
 from hwnas.spaces import Arch
 from hwnas.storage import EVALUATED, Event, Lineage, Run, StorageError, Trial
+
+FINISHED = ("COMPLETE", "FAILED", "INFEASIBLE")  # final states: told to the strategy, never evaluated again
 
 
 class SearchFailedError(HwnasError):
@@ -106,34 +109,22 @@ class _Loop:
             return f"all {len(self.outcomes)} evaluations failed, e.g. trial {t.number}: {t.error}"
         return None
 
-    # -- replay --------------------------------------------------------------------------------
-    def replay(self) -> list[Trial]:
-        """Feed the journal's events into the fresh strategy; returns trials to (re)start."""
-        for ev in self.run.events():
-            if ev.kind == "ask":
-                asked = self.strategy.ask()
-                prop = None if asked is None else as_proposal(asked)
-                if prop is None or prop.arch.id != ev.arch_id or prop.parent != ev.parent:
-                    raise StorageError(
-                        f"cannot resume run {self.run.name}: the strategy now proposes "
-                        f"{prop.arch if prop else 'nothing'} where the journal has {ev.arch_str} (event {ev.seq}); "
-                        "resume with the same recipe, seed and hwnas version"
-                    )
-                arch = prop.arch
-                self.archs[arch.id] = arch
-            else:
-                self.strategy.tell(self.archs[ev.arch_id], ev.values)
-            self.seq = ev.seq + 1
+    # -- resume ------------------------------------------------------------------------------
+    def rebuild(self) -> list[Trial]:
+        """Tell the fresh strategy every finished trial of the journal, in trial order (no asks: it derives
+        its state from them); returns the trials that were PENDING or RUNNING at a crash, to evaluate again."""
         redo = []
         for t in self.run.trials():
             self.trials[t.arch_id] = t
             self.archs.setdefault(t.arch_id, t.arch)
-            if t.status in EVALUATED:
-                self.evaluated += 1
-            elif t.status == "INFEASIBLE":
-                self.infeasible += 1
+            if t.status in FINISHED:
+                self.strategy.tell(self.archs[t.arch_id], self._values_for(t))
+                self.evaluated += t.status in EVALUATED
+                self.infeasible += t.status == "INFEASIBLE"
             else:
                 redo.append(t)
+        events = self.run.events()
+        self.seq = events[-1].seq + 1 if events else 0
         return redo
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -224,7 +215,7 @@ class _Loop:
         if known is not None:
             self.storage.record_ask(self.run.id, self._event("ask", arch, parent=prop.parent), None)
             self.dup_streak += 1
-            if known.status in ("COMPLETE", "FAILED", "INFEASIBLE"):
+            if known.status in FINISHED:
                 values = self._values_for(known)
                 self.storage.record_update(known, self._event("tell", arch, values))
                 self.strategy.tell(arch, values)
@@ -305,7 +296,7 @@ def run_search(
         problem, strategy, run, executor, budget, max_duplicates,
         max_infeasible if max_infeasible is not None else max(1000, 50 * budget), on_trial,
     )
-    redo = loop.replay() if resume else []
+    redo = loop.rebuild() if resume else []
     reason = loop.loop(redo)
     wall = time.perf_counter() - start
     prev = run.info.get("search_wall_s", 0.0) if resume else 0.0

@@ -1,8 +1,9 @@
-"""Searchers: what runs a recipe into a run journal: an ask/tell strategy, or a method such as DNAS.
+"""Searchers: what runs a search into a run journal: an ask/tell strategy, or a method such as DNAS.
 
 Both kinds write the same journal (trials, lineage, weights), so `hwnas show / report / export` work
-the same whatever produced a run. A recipe names either `strategy: {name: nsga2}` (ask/tell, run by
-`run_search`) or `method: {name: fbnet, params: {...}}` (a searcher registered in `SEARCHERS`).
+the same whatever produced a run. A searcher takes (problem, budget, seed, params), never a recipe;
+`make_searcher` picks a registered method (`hwnas.search.registry.SEARCHERS`, e.g. fbnet) or wraps a
+registered ask/tell strategy (`STRATEGIES`, run by `run_search`).
 """
 
 from __future__ import annotations
@@ -13,32 +14,33 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hwnas.errors import ConfigError
-from hwnas.registry import Registry
 from hwnas.search.problem import Problem
+from hwnas.search.registry import DEFAULT_STRATEGY, SEARCHERS
 
 if TYPE_CHECKING:
     from hwnas.execution import Executor
-    from hwnas.search.recipe import SearchRecipe
     from hwnas.search.runner import SearchResult
     from hwnas.storage import Run, Trial
 
 
 class Searcher(ABC):
-    """Runs one recipe's search on a problem into `run`; resumable from the journal.
+    """Searches `problem` for `budget` evaluations from `seed`; resumable from the journal.
 
-    `Params` is a frozen dataclass of the searcher's recipe parameters (`method.params`); unknown
+    `Params` is a frozen dataclass of the searcher's parameters (a recipe's `method.params`); unknown
     keys are errors that list the valid ones.
     """
 
     name: ClassVar[str] = ""
     Params: ClassVar[type] = type(None)
 
-    def __init__(self, recipe: SearchRecipe, problem: Problem) -> None:
-        self.recipe, self.problem = recipe, problem
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, params: Mapping[str, Any] | None = None) -> None:
+        self.problem, self.budget, self.seed = problem, int(budget), int(seed)
+        self.raw_params = dict(params or {})
+        self.params = self.parse_params(self.raw_params)
 
     @classmethod
     def parse_params(cls, params: Mapping[str, Any], source: str = "recipe") -> Any:
-        """The searcher's `Params` from a recipe mapping (unknown keys and bad values are errors)."""
+        """The searcher's `Params` from a mapping (unknown keys and bad values are errors)."""
         if cls.Params is type(None):
             if params:
                 raise ConfigError(f"{source}: method {cls.name!r} takes no params")
@@ -57,7 +59,7 @@ class Searcher(ABC):
 
     def info(self) -> dict[str, Any]:
         """Provenance recorded in the run's info (name, seed, parameters)."""
-        return {"name": self.name, "seed": self.recipe.seed, "params": dict(self.recipe.method_params)}
+        return {"name": self.name, "seed": self.seed, "params": dict(self.raw_params)}
 
     @abstractmethod
     def search(
@@ -67,17 +69,18 @@ class Searcher(ABC):
 
 
 class StrategySearcher(Searcher):
-    """The ask/tell searcher: a registered `Strategy` driven by `run_search`."""
+    """The ask/tell searcher: a registered `Strategy` (by name) driven by `run_search`."""
 
     name = "strategy"
 
-    def __init__(self, recipe: SearchRecipe, problem: Problem) -> None:
+    def __init__(
+        self, problem: Problem, budget: int, seed: int = 0, params: Mapping[str, Any] | None = None,
+        strategy: str = DEFAULT_STRATEGY,
+    ) -> None:
         from hwnas.search.strategies import make_strategy
 
-        super().__init__(recipe, problem)
-        self.strategy = make_strategy(
-            recipe.strategy, problem.space, len(problem.objectives), recipe.seed, recipe.strategy_params
-        )
+        super().__init__(problem, budget, seed)  # the params are the strategy's, validated by it
+        self.strategy = make_strategy(strategy, problem.space, len(problem.objectives), seed, params)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.strategy.name, "seed": self.strategy.seed, "params": self.strategy.params()}
@@ -87,23 +90,20 @@ class StrategySearcher(Searcher):
     ) -> SearchResult:
         from hwnas.search.runner import run_search
 
-        return run_search(self.problem, self.strategy, run, self.recipe.budget, executor, resume=resume,
-                          on_trial=on_trial)
-
-
-# Methods a recipe can name with `method:`; ask/tell strategies are named with `strategy:` instead.
-SEARCHERS: Registry[type[Searcher]] = Registry("search method")
+        return run_search(self.problem, self.strategy, run, self.budget, executor, resume=resume, on_trial=on_trial)
 
 
 def searcher_class(method: str) -> type[Searcher]:
-    """The registered searcher of a recipe `method` name (unknown names list the valid ones)."""
-    import hwnas.search.dnas  # noqa: F401  (registers fbnet)
-
+    """The registered searcher of a `method` name (unknown names list the valid ones)."""
     return SEARCHERS.get(method)
 
 
-def make_searcher(recipe: SearchRecipe, problem: Problem) -> Searcher:
-    """The searcher of a recipe: its `method` if it names one, else its ask/tell `strategy`."""
-    if recipe.method:
-        return searcher_class(recipe.method)(recipe, problem)
-    return StrategySearcher(recipe, problem)
+def make_searcher(
+    problem: Problem, budget: int, seed: int = 0, params: Mapping[str, Any] | None = None, *,
+    method: str | None = None, strategy: str = DEFAULT_STRATEGY,
+) -> Searcher:
+    """The searcher of a registered `method` (e.g. fbnet) if given, else the ask/tell one of `strategy`;
+    `params` are that method's or strategy's parameters."""
+    if method:
+        return searcher_class(method)(problem, budget, seed, params)
+    return StrategySearcher(problem, budget, seed, params, strategy=strategy)

@@ -87,7 +87,8 @@ class Trial:
 
 @dataclass(frozen=True)
 class Event:
-    """One strategy interaction, replayed on resume: `ask` (arch proposed) or `tell` (result given)."""
+    """One strategy interaction, kept as the run's history: `ask` (arch proposed) or `tell` (result given).
+    Resume does not replay them: it tells a fresh strategy the finished trials."""
 
     seq: int
     kind: Literal["ask", "tell"]

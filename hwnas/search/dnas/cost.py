@@ -195,6 +195,7 @@ def make_cost(name: str, space: SearchSpace, table: Any = None,
         raise ConfigError(f"fbnet cost must be one of {', '.join(COSTS)}, got {name!r}")
     if name == "latency_ms":
         if table is None:
-            raise ConfigError("fbnet cost latency_ms needs `latency_table: PATH` in the recipe")
+            raise ConfigError("fbnet cost latency_ms needs `latency_table: PATH` and latency_ms among the objectives "
+                              "or constraints of the recipe")
         return latency_cost(space, table, device_identity)
     return static_cost(space, name)

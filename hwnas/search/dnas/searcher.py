@@ -23,7 +23,7 @@ from typing import Any
 from hwnas.errors import ConfigError
 from hwnas.search.dnas.cost import COSTS, make_cost
 from hwnas.search.dnas.trainer import CHECKPOINT, SupernetConfig, SupernetResult, Target, search_supernet
-from hwnas.search.searchers import SEARCHERS, Searcher
+from hwnas.search.searchers import Searcher
 from hwnas.search.strategies.base import Strategy
 from hwnas.spaces import Arch, SearchSpace
 
@@ -101,6 +101,8 @@ class DerivedArchs(Strategy):
         self.next = 0
 
     def ask(self) -> Arch | None:
+        while self.next < len(self.queue) and self.queue[self.next].id in self.results:
+            self.next += 1  # told from the journal on resume: not proposed again
         if self.next >= len(self.queue):
             return None
         self.next += 1
@@ -123,18 +125,14 @@ class FBNetSearcher(Searcher):
     name = "fbnet"
     Params = FBNetParams
 
-    def __init__(self, recipe: Any, problem: Any) -> None:
-        super().__init__(recipe, problem)
-        self.params: FBNetParams = self.parse_params(recipe.method_params)
+    def __init__(self, problem: Any, budget: int, seed: int = 0, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(problem, budget, seed, params)
+        self.params: FBNetParams
         if not hasattr(problem.space, "supernet"):
             raise ConfigError(f"space {problem.space.spec} has no supernet; fbnet searches layer-wise spaces (mobile)")
 
     def _cost(self):
-        p, table = self.params, getattr(self.problem, "table", None)
-        if p.cost == "latency_ms" and table is None and self.recipe.latency_table:
-            from hwnas.latency import LatencyTable
-
-            table = LatencyTable.load(self.recipe.latency_table)
+        p, table = self.params, getattr(self.problem, "table", None)  # the table of the problem's latency_ms
         identity = None
         if p.table_device:
             from hwnas.devices import load_device
@@ -146,7 +144,7 @@ class FBNetSearcher(Searcher):
         """Run (or resume) the warm-up and every target's supernet search under `root`; per-target summaries."""
         from hwnas.train.datasets import load_dataset
 
-        space, p, seed = self.problem.space, self.params, self.recipe.seed
+        space, p, seed = self.problem.space, self.params, self.seed
         cost = self._cost()
         data = self.problem.dataset
         data = (load_dataset(data) if isinstance(data, str) else data).fit_to(space.input_shape)
@@ -198,12 +196,10 @@ class FBNetSearcher(Searcher):
             "retrain": "derived archs are trained from scratch at the recipe's train fidelity",
         }})
         strategy = DerivedArchs(space, len(self.problem.objectives), list(archs.values()))
-        budget = min(self.recipe.budget, len(archs))
+        budget = min(self.budget, len(archs))
         result = run_search(self.problem, strategy, run, budget, executor, resume=resume, on_trial=on_trial)
         # the run's wall time includes the supernet searches, not only the retraining of derived archs
         wall = float(run.info.get("search_wall_s", 0.0)) + supernet_s
         run.storage.update_run(run.id, info={"search_wall_s": round(wall, 3)})
         return replace(result, wall_s=result.wall_s + supernet_s)
 
-
-SEARCHERS.add(FBNetSearcher.name, FBNetSearcher)

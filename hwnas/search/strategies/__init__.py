@@ -1,4 +1,4 @@
-"""Strategy registry: `make_strategy(name, space, num_objectives, seed, params)`; unknown names/params fail."""
+"""Ask/tell strategies: `make_strategy(name, space, num_objectives, seed, params)` of `hwnas.search.registry.STRATEGIES`."""
 
 from __future__ import annotations
 
@@ -6,22 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from hwnas.config import keyword_params, parse_kwargs
-from hwnas.registry import Registry
+from hwnas.search.registry import STRATEGIES
 from hwnas.search.strategies.base import Proposal, Strategy, as_proposal
-from hwnas.search.strategies.evolution import RegularizedEvolution
-from hwnas.search.strategies.lemonade import Lemonade
-from hwnas.search.strategies.local import ParetoLocalSearch
-from hwnas.search.strategies.nsga2 import NSGA2Search
-from hwnas.search.strategies.peers import OptunaNSGA2, OptunaRandom, OptunaTPE
-from hwnas.search.strategies.random_search import RandomSearch
-from hwnas.search.strategies.surrogate import SurrogateSearch
 from hwnas.spaces import SearchSpace
-
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (RandomSearch, RegularizedEvolution, NSGA2Search, ParetoLocalSearch, Lemonade, SurrogateSearch,
-             OptunaTPE, OptunaNSGA2, OptunaRandom):
-    STRATEGIES.add(_cls.name, _cls)
-STRATEGIES.add("default", SurrogateSearch)  # the robust default across tables (benchmarks/bench_generalisation.py)
 
 
 def strategy_params(name: str) -> dict[str, Any]:
@@ -38,8 +25,4 @@ def make_strategy(
     return cls(space, num_objectives, seed, **parse_kwargs(cls.__init__, params, "", f"strategy {name!r}"))
 
 
-__all__ = [
-    "Lemonade", "NSGA2Search", "ParetoLocalSearch", "Proposal", "RandomSearch", "RegularizedEvolution", "STRATEGIES",
-    "Strategy", "SurrogateSearch",
-    "as_proposal", "make_strategy", "strategy_params",
-]
+__all__ = ["Proposal", "STRATEGIES", "Strategy", "as_proposal", "make_strategy", "strategy_params"]

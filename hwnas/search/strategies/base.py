@@ -49,11 +49,15 @@ class Strategy(ABC):
     - `ask()` returns the next arch (or a `Proposal`: arch + parent + operators + budget), or None when the strategy must wait for results
       of archs it already proposed (a generational algorithm at a generation boundary). A None ask
       must not change the strategy's state.
-    - `tell(arch, values)` gives the minimized objective vector of an arch the strategy proposed,
-      or None when it failed or violated a constraint. Archs may be told in any order, and an
-      arch proposed again (a duplicate) is told its known result again.
+    - `tell(arch, values)` gives the minimized objective vector of an arch, or None when it failed or
+      violated a constraint. Archs may be told in any order, and an arch proposed again (a duplicate)
+      is told its known result again.
+    - Resume: a fresh strategy is told every finished trial of the journal, in trial order, with no
+      asks, including archs it never proposed (another seed, parameters or hwnas version proposed
+      them). It derives its state from these tells, as Optuna's samplers rebuild from a study, and
+      does not propose a told arch again.
     - All randomness comes from `seed`: the same seed and the same sequence of ask/tell calls give
-      the same proposals (this is how runs resume: the journal replays the calls).
+      the same proposals.
     - Before the first `ask`, the runner calls `attach(objectives, preview)`: `preview(arch)` gives the
       exact natural values of the objectives known without training (params, MACs, table latency; empty
       on a tabular benchmark, whose columns are measurements), so a strategy may look before it proposes.
@@ -67,7 +71,7 @@ class Strategy(ABC):
         self.num_objectives = int(num_objectives)
         self.seed = int(seed)
         self.rng = random.Random(self.seed)
-        self.asked: set[str] = set()  # ids proposed so far
+        self.asked: set[str] = set()  # ids proposed or told so far
         self.results: dict[str, Values | None] = {}  # id -> last told result
         self.archs: dict[str, Arch] = {}
         self.objectives: tuple = ()  # hwnas.objectives.Objective of each told value, set by attach()
@@ -92,6 +96,7 @@ class Strategy(ABC):
         first = arch.id not in self.results
         self.results[arch.id] = vals
         self.archs[arch.id] = arch
+        self.asked.add(arch.id)  # a told arch (e.g. from a resumed journal) is never proposed again
         self._on_tell(arch, vals, first)
 
     def _on_tell(self, arch: Arch, values: Values | None, first: bool) -> None:

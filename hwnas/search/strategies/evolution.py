@@ -16,7 +16,8 @@ class RegularizedEvolution(Strategy):
 
     Multi-objective variant: the tournament winner of `sample_size` random members is the best by
     Pareto rank within the sample, ties broken by crowding distance (NSGA-II's comparison).
-    The first `population_size` proposals are uniform samples.
+    Until `population_size` archs were proposed or told, proposals are uniform samples; on resume the
+    population is rebuilt from the told results (the last `population_size` feasible ones).
     """
 
     name = "re"
@@ -31,11 +32,9 @@ class RegularizedEvolution(Strategy):
         self.population_size = population_size
         self.sample_size = sample_size
         self.population: deque[tuple[Arch, tuple[float, ...]]] = deque()
-        self.n_proposed = 0
 
     def ask(self) -> Arch | None:
-        self.n_proposed += 1
-        if self.n_proposed <= self.population_size or len(self.population) < 2:
+        if len(self.asked) < self.population_size or len(self.population) < 2:
             return self._propose(self._random())
         members = list(self.population)
 

@@ -50,6 +50,8 @@ class Lemonade(Strategy):
     `bandwidth` is the KDE bandwidth in units of the population's range per objective. Without cheap
     previews (a tabular benchmark) every density is equal and sampling is uniform.
     `ask` returns None while accepted children of the current generation are still training.
+    On resume the trained archs told from the journal are the population: the next generation makes
+    children of their non-dominated set (parents are referenced by arch id, whose trial holds the weights).
     """
 
     name = "lemonade"
@@ -87,7 +89,7 @@ class Lemonade(Strategy):
             if self._outstanding:
                 return None  # wait for this generation's children
             self.generation += 1
-            self._queue = self._init() if self.generation == 0 or not self.front()[0] else self._children()
+            self._queue = self._children() if self.front()[0] else self._init()  # a resumed run: children
         prop = self._queue.pop(0)
         self._propose(prop.arch)
         self._outstanding.add(prop.arch.id)

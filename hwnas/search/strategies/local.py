@@ -27,7 +27,7 @@ def hv_improvement_2d(P: np.ndarray, front: np.ndarray, reference: float) -> np.
 
 
 class ParetoLocalSearch(Strategy):
-    """After `init_samples` uniform samples, every proposal is an unexplored one-gene neighbor of a
+    """After `init_samples` uniform samples (archs proposed or told), every proposal is an unexplored one-gene neighbor of a
     non-dominated arch (the next front when those are exhausted).
 
     Which neighbor: with `surrogate=True` a ridge regression on one-hot genes (one model per
@@ -60,7 +60,6 @@ class ParetoLocalSearch(Strategy):
         self.fronts = int(fronts)
         self.model_rate = float(model_rate)
         self.pool_fronts = int(pool_fronts)
-        self.n_proposed = 0
         self._neighbors: dict[str, list[tuple[str, Arch]]] = {}
         self._rows: dict[tuple[str, ...], np.ndarray] = {}
         self._offsets = np.cumsum([0] + [len(c) for c in space.choices])
@@ -151,8 +150,7 @@ class ParetoLocalSearch(Strategy):
         return None
 
     def ask(self) -> Arch | None:
-        self.n_proposed += 1
-        if self.n_proposed <= self.init_samples or self.rng.random() < self.random_rate:
+        if len(self.asked) < self.init_samples or self.rng.random() < self.random_rate:
             return self._propose(self._random())
         ids, F = self.feasible()
         arch = None

@@ -20,6 +20,9 @@ class NSGA2Search(Strategy):
     or uniform samples before the first generation) so workers never idle; extras told by the time
     the generation completes join its offspring in the survival step. With one worker (inline
     executor) no extras arise and the algorithm is plain generational NSGA-II.
+
+    Results of archs it did not propose (a resumed run's journal) are given to pymoo as one evaluated
+    batch at the next generation boundary (the initial population, or offspring merged into survival).
     """
 
     name = "nsga2"
@@ -57,6 +60,20 @@ class NSGA2Search(Strategy):
         self._done: list[bool] = []
         self._next = 0
         self._extras: dict[str, tuple[Arch, tuple[float, ...] | None]] = {}
+        self._adopted: list[tuple[Arch, tuple[float, ...] | None]] = []  # told, never proposed here
+
+    def _evaluated(self, told: list[tuple[Arch, tuple[float, ...] | None]]):
+        """A pymoo Population of told archs with their values (failed ones get FAILED_VALUE)."""
+        from pymoo.core.evaluator import Evaluator
+        from pymoo.core.population import Population
+        from pymoo.problems.static import StaticProblem
+
+        X = np.empty(len(told), dtype=object)
+        X[:] = [{f"x{i}": k for i, k in enumerate(self.space.encode(a))} for a, _ in told]
+        pop = Population.new("X", X)
+        F = np.array([v if v is not None else [FAILED_VALUE] * self.num_objectives for _, v in told], dtype=float)
+        Evaluator().eval(StaticProblem(self.problem, F=F), pop)
+        return pop
 
     def _new_generation(self) -> None:
         self._pop = self.algorithm.ask()
@@ -68,6 +85,9 @@ class NSGA2Search(Strategy):
 
     def ask(self) -> Arch | None:
         if self._pop is None:
+            if self._adopted:  # a resumed journal: pymoo's state rebuilt from its results
+                self.algorithm.tell(infills=self._evaluated(self._adopted))
+                self._adopted = []
             self._new_generation()
         if self._next >= len(self._archs):
             return self._propose(self._extra())  # keep workers busy until the generation completes
@@ -91,34 +111,29 @@ class NSGA2Search(Strategy):
         return arch
 
     def _on_tell(self, arch: Arch, values, first: bool) -> None:
-        if self._pop is None:
+        proposed = [i for i, a in enumerate(self._archs[: self._next]) if a.id == arch.id]
+        if self._pop is None or not (proposed or arch.id in self._extras):
+            if first:
+                self._adopted.append((arch, values))
             return
         if arch.id in self._extras and values is not None:
             self._extras[arch.id] = (arch, values)
         hit = False
-        for i, a in enumerate(self._archs[: self._next]):
-            if a.id == arch.id and not self._done[i]:
+        for i in proposed:
+            if not self._done[i]:
                 self._done[i] = True
                 if values is not None:
                     self._F[i] = values
                 hit = True
         if hit and all(self._done):
             from pymoo.core.evaluator import Evaluator
+            from pymoo.core.population import Population
             from pymoo.problems.static import StaticProblem
 
             Evaluator().eval(StaticProblem(self.problem, F=self._F), self._pop)
-            infills = self._pop
-            extras = [(a, v) for a, v in self._extras.values() if v is not None]
-            if extras:
-                from pymoo.core.population import Population
-
-                X = np.empty(len(extras), dtype=object)
-                X[:] = [{f"x{i}": k for i, k in enumerate(self.space.encode(a))} for a, _ in extras]
-                more = Population.new("X", X)
-                F = np.array([v for _, v in extras], dtype=float)
-                Evaluator().eval(StaticProblem(self.problem, F=F), more)
-                infills = Population.merge(infills, more)
-            self._extras = {}
+            extras = [(a, v) for a, v in self._extras.values() if v is not None] + self._adopted
+            infills = Population.merge(self._pop, self._evaluated(extras)) if extras else self._pop
+            self._extras, self._adopted = {}, []
             self.algorithm.tell(infills=infills)
             self._pop = None
 

@@ -25,7 +25,9 @@ class OptunaStrategy(Strategy):
     trial (a duplicate arch too: the runner answers it from its cache and it is told like any other).
 
     Results are told to every pending trial of that arch, so parallel duplicates are closed as well;
-    a failed or infeasible arch is told as a failed trial.
+    a failed or infeasible arch is told as a failed trial. The result of an arch this study never asked
+    for (a resumed run's journal) is added as a finished trial (`study.add_trial`), Optuna's own way of
+    rebuilding a sampler's state.
     """
 
     name = "optuna"
@@ -50,11 +52,20 @@ class OptunaStrategy(Strategy):
 
     def _on_tell(self, arch: Arch, values, first: bool) -> None:
         optuna = _optuna()
-        for trial in self.pending.pop(arch.id, []):
+        pending = self.pending.pop(arch.id, [])
+        for trial in pending:
             if values is None:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
                 self.study.tell(trial, list(values))
+        if not pending and first:
+            self.study.add_trial(optuna.trial.create_trial(
+                params={f"g{i}": g for i, g in enumerate(arch.genes)},
+                distributions={f"g{i}": optuna.distributions.CategoricalDistribution(list(c))
+                               for i, c in enumerate(self.space.choices)},
+                values=None if values is None else list(values),
+                state=optuna.trial.TrialState.FAIL if values is None else optuna.trial.TrialState.COMPLETE,
+            ))
 
 
 class OptunaTPE(OptunaStrategy):
