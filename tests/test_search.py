@@ -212,6 +212,22 @@ def test_kill_9_and_resume_loses_and_repeats_nothing(tmp_path):
     assert {k: after[k] for k in finished} == finished  # finished before a kill: kept, never evaluated again
 
 
+def test_a_run_started_with_another_strategy_resumes_with_the_default(tmp_path):
+    """Runs whose recipe had no `strategy:` recorded `local` before `default` was the default."""
+    from hwnas.errors import ConfigError
+    from hwnas.search.recipe import execute_recipe, parse_recipe
+
+    body = {"space": "mobile:mnist", "objectives": ["params", "latency_ms"], "latency_table": str(TABLE),
+            "budget": 6, "executor": "inline"}
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    execute_recipe(parse_recipe({**body, "strategy": "local"}), url, "old")
+    resumed = execute_recipe(parse_recipe({**body, "budget": 12}), url, resume="old").run
+    ids = [t.arch_id for t in resumed.trials()]
+    assert len(resumed.trials("COMPLETE")) == 12 and len(ids) == len(set(ids))
+    with pytest.raises(ConfigError, match="seed differ"):
+        execute_recipe(parse_recipe({**body, "seed": 3, "budget": 14}), url, resume="old")
+
+
 def test_kill_9_during_training_reruns_that_trial_once(tmp_path):
     recipe = _write(tmp_path / "train.yaml", f"""
 space: mobile:mnist

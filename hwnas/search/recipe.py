@@ -19,9 +19,11 @@ from hwnas.search.constraints import Constraint, parse_constraint
 from hwnas.search.registry import DEFAULT_STRATEGY, STRATEGIES
 
 # Keys that must match when resuming (budget and executor may change).
+# What a resumed run must share with the run it continues. Not the strategy: resume rebuilds any strategy
+# from the journal's finished trials, so a run resumes with another strategy, its parameters, or the
+# `default` that recipes without `strategy:` now get (runs started before it recorded `local`).
 _SEARCH_KEYS = (
-    "space", "objectives", "constraints", "latency_table", "strategy", "method", "seed", "dataset", "train",
-    "distill", "device",
+    "space", "objectives", "constraints", "latency_table", "method", "seed", "dataset", "train", "distill", "device",
 )
 
 
