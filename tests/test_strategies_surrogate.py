@@ -181,3 +181,17 @@ def test_surrogate_asks_with_one_blas_thread(bench):
     run_search(bench, strat, MemoryStorage().create_run("r", bench.objectives, {}, {}), 12)
     assert seen and set(seen) == {1}
     assert warp._CONTROLLER is not None
+
+
+def test_blas_limit_covers_libraries_loaded_after_it(tmp_path):
+    """In a fresh interpreter (as the CLI starts) scipy's own BLAS, loaded by the GP, is limited too."""
+    import subprocess
+
+    code = ("from hwnas.search.strategies.warp import blas_single_thread\n"
+            "with blas_single_thread():\n"
+            "    import scipy.linalg\n"
+            "    from threadpoolctl import threadpool_info\n"
+            "    print(max(i['num_threads'] for i in threadpool_info()))\n")
+    env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": "4"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -44,6 +44,7 @@ def blas_single_thread() -> AbstractContextManager:
     global _CONTROLLER
     try:
         if _CONTROLLER is None:
+            import scipy.linalg  # noqa: F401  - load scipy's own BLAS first: the controller sees loaded libraries only
             from threadpoolctl import ThreadpoolController
 
             _CONTROLLER = ThreadpoolController()
