@@ -115,6 +115,23 @@ def markdown(table: dict[str, dict[str, dict]], budget: int) -> str:
     return "\n".join(lines)
 
 
+def _add_held_out(result: dict, table: dict, tuned: list[dict], problems: list[str], args) -> None:
+    """Rows "STRATEGY (LOTO)" (picked on the other tasks) or "(LOCO)" (on the task's other columns)."""
+    task_of = [p.split(":")[0] for p in problems]
+    if args.loto:
+        label = "LOTO"
+        pick_on = lambda i: [j for j in range(len(problems)) if task_of[j] != task_of[i]]  # noqa: E731
+    else:
+        label = "LOCO"
+        pick_on = lambda i: [j for j in range(len(problems)) if task_of[j] == task_of[i] and j != i]  # noqa: E731
+    chosen, held = held_out(tuned, problems, pick_on, args.budget)
+    for prob, st in held.items():
+        table[prob][f"{args.strategy} ({label})"] = st
+    result.update(grid=[r["params"] for r in tuned], chosen=chosen, grid_scores=[
+        {"params": r["params"], "score_per_problem": {c: score(r["hv"][i], args.budget) for i, c in enumerate(problems)},
+         "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)} for r in tuned])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="cifar100,darcy", help="shipped task names or NAME=CSV, comma-separated")
@@ -155,19 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(params=params, timing={r["strategy"]: {"wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)}
                                          for r in fixed})
     if tuned:
-        task_of = [p.split(":")[0] for p in problems]
-        if args.loto:
-            label = "LOTO"
-            pick_on = lambda i: [j for j in range(len(problems)) if task_of[j] != task_of[i]]  # noqa: E731
-        else:
-            label = "LOCO"
-            pick_on = lambda i: [j for j in range(len(problems)) if task_of[j] == task_of[i] and j != i]  # noqa: E731
-        chosen, held = held_out(tuned, problems, pick_on, args.budget)
-        for prob, st in held.items():
-            table[prob][f"{args.strategy} ({label})"] = st
-        result.update(grid=grid, chosen=chosen, grid_scores=[
-            {"params": r["params"], "score_per_problem": {c: score(r["hv"][i], args.budget) for i, c in enumerate(problems)},
-             "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)} for r in tuned])
+        _add_held_out(result, table, tuned, problems, args)
     result["results"] = table
     md = markdown(result["results"], args.budget)
     result["markdown"] = md
