@@ -25,7 +25,9 @@ class SurrogateSearch(Strategy):
     (what needs training, or every column of a tabular benchmark) are predicted by a Gaussian process
     (`model="gp"`: kernel (1 - `linear`) exp(-(share of differing genes) / lengthscale) + `linear`
     (share of equal genes), lengthscale by marginal likelihood, `noise`) or an ExtraTrees ensemble of
-    `trees` trees (`model="trees"`), refit after every `refit` new results. Each candidate's point is
+    `trees` trees (`model="trees"`), refit after every `refit` new results. With `warp` (GP only) each
+    objective is fitted both as is and as normal scores of its ranks, and per objective the form whose
+    leave-one-out predictions rank the results better is used (hwnas/search/strategies/warp.py). Each candidate's point is
     mean - `kappa` * standard deviation, in objectives normalized by the told minimum and the current
     front's maximum (the front spans [0, 1]). Two objectives: exact HV gain of that point with the
     reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
