@@ -117,3 +117,81 @@ def test_bench_cli_default_and_unique_archs(bench_csv, capsys):
     assert [s["strategy"] for s in out["strategies"]] == ["default", "random"]
     assert all(s["unique_archs_median"] == 20 for s in out["strategies"])
     assert 0 < out["strategies"][0]["hv"]["20"]["median"] <= 1
+
+
+def test_surrogate_resumes_from_told_results_only(bench):
+    """Resume contract: a fresh strategy told every finished trial (never asked, failures as None) derives
+    its state from them and never proposes a told arch again; its next asks are model-guided."""
+    first = make_strategy("default", bench.space, 2, 5)
+    asked = [first.ask() for _ in range(40)]
+    fresh = make_strategy("default", bench.space, 2, 5)
+    for i, arch in enumerate(asked):  # trial order; every 7th failed
+        fresh.tell(arch, None if i % 7 == 0 else (-bench.values[arch.id][0], bench.values[arch.id][1]))
+    told = {a.id for a in asked}
+    nxt = []
+    for _ in range(30):
+        arch = fresh.ask()
+        nxt.append(arch.id)
+        fresh.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
+    assert not told & set(nxt) and len(set(nxt)) == 30
+    assert fresh.n_model == 30  # no second initial design: the told results are the design
+
+
+def test_normal_scores_are_monotone_and_invert_on_the_results():
+    from hwnas.search.strategies.warp import NormalScores
+
+    y = np.array([0.3, -5.0, 0.31, 0.32, 0.32, 9.0, 0.29])  # outliers and near-ties
+    w = NormalScores(y)
+    assert np.array_equal(np.argsort(w.scores, kind="stable"), np.argsort(y, kind="stable"))
+    assert np.allclose(w.inverse(w.scores), y)
+    assert abs(w.scores.min()) == pytest.approx(w.scores.max())  # outliers no longer set the scale
+    beyond = w.inverse(np.array([w.scores.min() - 1.0, w.scores.max() + 1.0]))
+    assert beyond[0] < y.min() and beyond[1] > y.max()  # optimism may pass the best result
+
+
+def test_surrogate_keys_a_space_larger_than_int64(bench):
+    """mobile:imagenet has ~2e24 archs: keys stay exact Python ints, so distinct archs never collide."""
+    from hwnas.spaces import get_space
+
+    space = get_space("mobile:imagenet")
+    strat = make_strategy("default", space, 2, 0)
+    assert int(np.prod(strat.card.astype(float))) > 2**63
+    import random
+
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(200)]
+    keys = {strat._key(strat._codes(a)) for a in archs}
+    assert len(keys) == len({a.id for a in archs})
+
+
+def test_surrogate_asks_with_one_blas_thread(bench):
+    from threadpoolctl import threadpool_info
+
+    from hwnas.search.strategies import warp
+
+    seen = []
+    strat = make_strategy("default", bench.space, 2, 0)
+    real = strat._predict
+
+    def spy(X):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return real(X)
+
+    strat._predict = spy
+    run_search(bench, strat, MemoryStorage().create_run("r", bench.objectives, {}, {}), 12)
+    assert seen and set(seen) == {1}
+    assert warp._CONTROLLER is not None
+
+
+def test_blas_limit_covers_libraries_loaded_after_it(tmp_path):
+    """In a fresh interpreter (as the CLI starts) scipy's own BLAS, loaded by the GP, is limited too."""
+    import subprocess
+
+    code = ("from hwnas.search.strategies.warp import blas_single_thread\n"
+            "with blas_single_thread():\n"
+            "    import scipy.linalg\n"
+            "    from threadpoolctl import threadpool_info\n"
+            "    print(max(i['num_threads'] for i in threadpool_info()))\n")
+    env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": "4"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -8,6 +8,7 @@ from hwnas.errors import ConfigError
 from hwnas.pareto import non_dominated_mask
 from hwnas.search.strategies.base import Strategy
 from hwnas.search.strategies.local import hv_improvement_2d
+from hwnas.search.strategies.warp import NormalScores, blas_single_thread
 from hwnas.spaces import Arch, SearchSpace
 
 
@@ -24,7 +25,9 @@ class SurrogateSearch(Strategy):
     (what needs training, or every column of a tabular benchmark) are predicted by a Gaussian process
     (`model="gp"`: kernel (1 - `linear`) exp(-(share of differing genes) / lengthscale) + `linear`
     (share of equal genes), lengthscale by marginal likelihood, `noise`) or an ExtraTrees ensemble of
-    `trees` trees (`model="trees"`), refit after every `refit` new results. Each candidate's point is
+    `trees` trees (`model="trees"`), refit after every `refit` new results. With `warp` (GP only) each
+    objective is fitted both as is and as normal scores of its ranks, and per objective the form whose
+    leave-one-out predictions rank the results better is used (hwnas/search/strategies/warp.py). Each candidate's point is
     mean - `kappa` * standard deviation, in objectives normalized by the told minimum and the current
     front's maximum (the front spans [0, 1]). Two objectives: exact HV gain of that point with the
     reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
@@ -41,6 +44,7 @@ class SurrogateSearch(Strategy):
         init_samples: int = 6, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
         refit: int = 1, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
         reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
+        warp: bool = True,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
@@ -53,13 +57,19 @@ class SurrogateSearch(Strategy):
         self.trees, self.refit, self.kappa = int(trees), int(refit), float(kappa)
         self.model, self.noise, self.reference = model, float(noise), float(reference)
         self.linear, self.extremes, self.previewed = float(linear), int(extremes), int(previewed)
+        self.warp = bool(warp)
+        self._warps: list[NormalScores | None] = []  # per modeled objective: its warp, None when fitted as is
+        self.warped_share: list[float] = []  # per refit, the share of objectives fitted warped
         self.n_model = 0
         self.np_rng = np.random.default_rng(self.seed)
         self.card = np.array([len(c) for c in space.choices], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.card)[:-1]])
-        self.radix = np.concatenate([[1], np.cumprod(self.card[::-1])[:-1]])[::-1].astype(np.int64)
+        radix = [1]
+        for c in self.card[:0:-1]:  # mixed radix in Python ints: a large space's count overflows int64
+            radix.insert(0, radix[0] * int(c))
+        self.radix = np.array(radix, dtype=object)
         self._index = [{g: k for k, g in enumerate(c)} for c in space.choices]
-        self._asked_keys: list[int] = []
+        self._known: set[int] = set()  # keys of every arch proposed or told (never proposed again)
         self._model = None
         self._init_design: np.ndarray | None = None
         self._fit_at = -1
@@ -87,10 +97,17 @@ class SurrogateSearch(Strategy):
     def _propose_codes(self, codes: np.ndarray) -> Arch:
         return self._propose(self.space.decode([int(c) for c in codes]))
 
+    def _key(self, codes: np.ndarray) -> int:
+        """The arch's index in the space (an exact Python int)."""
+        return int(codes.astype(object) @ self.radix)
+
     def _propose(self, arch: Arch) -> Arch:
-        if arch.id not in self.asked:
-            self._asked_keys.append(int(self._codes(arch) @ self.radix))
+        self._known.add(self._key(self._codes(arch)))
         return super()._propose(arch)
+
+    def _on_tell(self, arch: Arch, values, first: bool) -> None:
+        # a told arch may never have been proposed here (a resumed run replays the journal's results)
+        self._known.add(self._key(self._codes(arch)))
 
     # -- exact (previewed) objectives ---------------------------------------------------------------
     def _exact(self, key: int, codes: np.ndarray) -> np.ndarray:
@@ -128,11 +145,9 @@ class SurrogateSearch(Strategy):
             pos = self.np_rng.integers(d, size=len(rows))
             step = 1 + (self.np_rng.random(len(rows)) * (self.card[pos] - 1)).astype(np.int64)
             mut[rows, pos] = (mut[rows, pos] + step) % self.card[pos]
-        pool = np.concatenate([mut, rand])
-        keys = pool @ self.radix
-        keys, first = np.unique(keys, return_index=True)
-        keep = ~np.isin(keys, np.array(self._asked_keys, dtype=np.int64))
-        return pool[first[keep]]
+        pool = np.unique(np.concatenate([mut, rand]), axis=0)
+        keep = [self._key(row) not in self._known for row in pool]
+        return pool[np.array(keep, dtype=bool)]
 
     # -- model -----------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
@@ -163,6 +178,31 @@ class SurrogateSearch(Strategy):
         Linv = solve_triangular(L, np.eye(len(X)), lower=True)
         self._model = (X, ls, Linv, Linv.T @ (Linv @ Yn), mu, sd)
 
+    def _fit_outputs(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Fit the model to each objective both as is and warped to normal scores (one GP, shared kernel),
+        and per objective keep the form whose leave-one-out predictions rank the results better."""
+        if self.model != "gp" or not self.warp:
+            self._fit(X, Y)
+            self._warps = []
+            return
+        warps = [NormalScores(y) for y in Y.T]
+        both = np.hstack([Y, np.stack([w.scores for w in warps], axis=1)])
+        self._fit(X, both)
+        rho = self._loo_rank(both)
+        m = Y.shape[1]
+        self._warps = [w if rho[m + j] > rho[j] else None for j, w in enumerate(warps)]
+        self.warped_share.append(np.mean([w is not None for w in self._warps]))
+
+    def _loo_rank(self, Y: np.ndarray) -> np.ndarray:
+        """Spearman correlation of each column of Y with the GP's closed-form leave-one-out means."""
+        from scipy.stats import rankdata
+
+        _, _, Linv, alpha, mu, sd = self._model
+        loo = (Y - mu) / sd - alpha / (Linv * Linv).sum(axis=0)[:, None]
+        r, q = rankdata(Y, axis=0), rankdata(loo, axis=0)
+        r, q = r - r.mean(axis=0), q - q.mean(axis=0)
+        return (r * q).sum(axis=0) / np.sqrt((r * r).sum(axis=0) * (q * q).sum(axis=0) + 1e-12)
+
     def _kernel(self, S: np.ndarray, ls: float) -> np.ndarray:
         """Covariance from the share S of equal genes: (1 - linear) exp(-(1 - S) / ls) + linear S."""
         return (1.0 - self.linear) * np.exp(-(1.0 - S) / ls) + self.linear * S
@@ -187,13 +227,18 @@ class SurrogateSearch(Strategy):
         return mask
 
     def ask(self) -> Arch | None:
+        with blas_single_thread():  # the GP's small products: BLAS threads cost more than they give
+            return self._ask()
+
+    def _ask(self) -> Arch | None:
         self.n_proposed += 1
         ids, F = self.feasible()
-        if self.n_proposed <= self.init_samples:
-            row = self._design()[self.n_proposed - 1]
-            if int(row @ self.radix) not in self._asked_keys:
+        n_known = len(self._known)
+        if n_known < self.init_samples:
+            row = self._design()[n_known]
+            if self._key(row) not in self._known:
                 return self._propose_codes(row)
-        if self.n_proposed <= self.init_samples or len(ids) < 2:
+        if n_known < self.init_samples or len(ids) < 2:
             return self._propose(self._random())
         codes = np.stack([self._codes(self.archs[i], i) for i in ids])
         front = self._front_mask(ids, F)
@@ -204,20 +249,21 @@ class SurrogateSearch(Strategy):
         if not len(pool):
             return self._propose(self._random())
         if self._previewed is None:  # which objectives preview gives is a property of the problem
-            self._previewed = bool(np.isfinite(self._exact(int(codes[0] @ self.radix), codes[0])).any())
+            self._previewed = bool(np.isfinite(self._exact(self._key(codes[0]), codes[0])).any())
         if self._previewed:  # a preview may build the network (params, MACs): score a random subset
             pool = pool[self.np_rng.permutation(len(pool))[:self.previewed]]
-        keys = pool @ self.radix
-        exact = np.stack([self._exact(int(k), c) for k, c in zip(keys, pool)]) if self._previewed \
+        exact = np.stack([self._exact(self._key(c), c) for c in pool]) if self._previewed \
             else np.full((len(pool), self.num_objectives), np.nan)
         modeled = np.flatnonzero(np.isnan(exact).any(axis=0))
         P = (exact - lo) / scale
         if len(modeled):
             if self._model is None or len(ids) - self._fit_at >= self.refit:
-                self._fit(self._onehot(codes), np.clip(Z[:, modeled], None, 3.0))
+                self._fit_outputs(self._onehot(codes), np.clip(Z[:, modeled], None, 3.0))
                 self._fit_at = len(ids)
             mean, std = self._predict(self._onehot(pool))
-            P[:, modeled] = mean - self.kappa * std
+            opt, m = mean - self.kappa * std, len(modeled)
+            P[:, modeled] = np.stack([w.inverse(opt[:, m + j]) if w else opt[:, j] for j, w in enumerate(self._warps)],
+                                     axis=1) if self._warps else opt
         Zf = Z[front]
         self.n_model += 1
         if self.extremes and self.n_model % self.extremes == 0:  # push one objective's extreme, in turn
@@ -238,5 +284,5 @@ class SurrogateSearch(Strategy):
             "trees": self.trees, "refit": self.refit, "kappa": self.kappa, "model": self.model,
             "noise": self.noise, "reference": self.reference,
             "linear": self.linear, "extremes": self.extremes,
-            "previewed": self.previewed,
+            "previewed": self.previewed, "warp": self.warp,
         }
