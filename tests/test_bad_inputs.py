@@ -309,3 +309,25 @@ def test_a_search_whose_trials_all_fail_stops_loudly(fx, capsys, bench_csv):
     assert main(["bench", "--budget", "8", "--seeds", "1", "--strategies", "random",
                  "--table", str(folder / "small.csv")]) == 2
     assert "all 8 evaluations failed" in capsys.readouterr().err
+
+
+# -- issue 21 / audit r3 case 11: a valid old table validates on its own device; a table labelled
+# -- for another space gets a space error (not the device line), before anything is measured
+def test_a_table_without_a_recorded_statistic_validates_on_its_device(fx, capsys):
+    folder, _ = fx
+    assert "statistic" not in json.loads((folder / "tables" / "copy-nb201.json").read_text())["device"]
+    assert main(["validate", "--table", str(folder / "tables" / "copy-nb201.json"), "--device", "ort-cpu-1t",
+                 "--samples", "2", "--rounds", "1", "--plot", str(folder / "v_old.png"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 2 and result["statistic"] == "median"  # measured as the table's numbers were
+
+
+def test_a_table_labelled_for_another_space_gets_a_space_error(fx, capsys):
+    folder, _ = fx
+    data = json.loads(TABLE.read_text())
+    (folder / "tables" / "space_mobile.json").write_text(json.dumps({**data, "space": "mobile:mnist"}))
+    code = main(["validate", "--table", str(folder / "tables" / "space_mobile.json"), "--device", "ort-cpu-1t",
+                 "--samples", "3", "--rounds", "1", "--plot", str(folder / "v_space.png")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1, errors
+    assert "space mobile:mnist" in errors[0] and "another space" in errors[0] and "device" not in errors[0]

@@ -14,6 +14,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from hwnas.devices import get_profiler, load_device
     from hwnas.latency import LatencyTable
     from hwnas.latency.builder import build_table, calibrate
+    from hwnas.latency.contention import recorded_contention, report_contention
     from hwnas.spaces import get_space
 
     check_counts(args, rounds=1, calibrate=0)
@@ -26,6 +27,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     table = build_table(spec, space, args.out, progress=not args.no_progress, profiler=profiler,
                         rounds=args.rounds)
     blocks_s = time.perf_counter() - start
+    report_contention(recorded_contention(table), "profiling", strict=args.strict)  # busy: warn, or refuse
     if args.calibrate > 0 and (table.calibration.n == 0 or args.recalibrate):
         calibrate(table, spec, args.calibrate, args.seed, profiler=profiler, progress=not args.no_progress,
                   rounds=args.rounds)
@@ -40,6 +42,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                         "cv_mape": table.calibration.cv_mape},
         "cpus": table.protocol.get("cpus"), "reference": table.reference,
         "noisy_blocks": len((table.provenance.get("noise") or {}).get("noisy_blocks", {})),
+        "contention": table.provenance.get("contention"),
     }
     emit(data, args.json)
     return 0
@@ -53,6 +56,7 @@ def _fidelity_text(result: dict) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from hwnas.latency import load_predictor
+    from hwnas.latency.contention import Contention, report_contention
     from hwnas.latency.validation import validate_table
 
     check_counts(args, samples=2, rounds=1)
@@ -61,11 +65,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_output_path(plot, "--plot")
     result = validate_table(table, args.device, args.samples, seed=args.seed, progress=not args.json,
                             plot=plot, rounds=args.rounds, strict=args.strict)
+    report_contention(Contention.from_dict(result["table_contention"]), "this table's profiling")
+    report_contention(Contention.from_dict(result["contention"]), "validation")
     if not args.rows:
         result.pop("rows")
     text = (f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}\n"
             f"calibration: {result['calibration']['text']}\n"
-            f"drift: {result['drift']['message']}")
+            f"drift: {result['drift']['message']}"
+            + (f"\ncontention: {Contention.from_dict(result['contention']).message('validation')}"
+               if result.get("contention") else ""))
     emit(result, args.json, text)
     return 0
 
@@ -118,6 +126,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) when the machine was busy while profiling (default: record it and warn)")
     add_json_flag(p)
     p.set_defaults(func=cmd_profile)
 
@@ -131,7 +141,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="scatter PNG path (default next to the table)")
     p.add_argument("--rows", action="store_true", help="include every arch's numbers")
     p.add_argument("--strict", action="store_true",
-                   help="refuse when the table's drift reference measures >5%% off (default: rescale and say so)")
+                   help="refuse when the table's drift reference measures >5%% off or the machine is busy "
+                        "(default: rescale, warn and say so)")
     add_json_flag(p)
     p.set_defaults(func=cmd_validate)
 

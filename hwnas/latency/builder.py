@@ -126,11 +126,12 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
     keeping the round with the lowest value. Blocks that still look noisy (see `noisy_entries`) are
     measured up to `extra_rounds` more times; those left noisy are reported through `warn` with numbers.
     """
+    from hwnas.latency.contention import metered, record_contention
     from hwnas.latency.drift import REFERENCE_MODEL, reference_ms, reference_record
 
     spec = load_device(spec)
     space = get_space(space) if isinstance(space, str) else space
-    profiler = profiler or get_profiler(spec)
+    profiler = metered(profiler or get_profiler(spec))  # records how busy the machine was (contention.py)
     fingerprint = spec.fingerprint()
     table = open_table(out, spec, space, fingerprint)
     blocks = space_blocks(space)
@@ -191,6 +192,7 @@ def build_table(spec: DeviceSpec | str, space: SearchSpace | str, out: str | os.
                                  "disagreement": round(e.disagreement(spec.statistic), 3)}
                              for k, e in noisy.items()},
         }
+        record_contention(table, profiler)
         table.save(out)
     if noisy:
         worst = sorted(noisy.items(), key=lambda kv: -max(kv[1].spread, kv[1].disagreement(spec.statistic)))[:5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,25 +59,57 @@ def scatter_plot(predicted: Any, measured: Any, path: str | Path, title: str) ->
     return path
 
 
+def table_statistic(table: LatencyTable | Any, spec: DeviceSpec) -> str:
+    """The statistic a table's numbers are (`median` where its device records none), else the spec's."""
+    device = getattr(table, "device", None) or getattr(table, "device_identity", None)
+    return str(device.get("statistic", "median")) if device else spec.statistic
+
+
+def check_covers(table: LatencyTable | Any, archs: list[Any]) -> None:
+    """Refuse before any measurement a table that cannot predict the sampled archs: a space error when
+    none of their blocks is in it (its entries are for another space), else the first missing block."""
+    from hwnas.latency.table import LatencyTableError, MissingEntryError
+
+    try:
+        for arch in archs:
+            table.predict_ms(arch)
+    except MissingEntryError:
+        keys = {b.key for a in archs for b in table.blocks(a)}
+        if not keys & set(table.entries):
+            raise LatencyTableError(
+                f"latency table says space {table.space}, but none of its {len(table.entries)} entries is a "
+                f"{table.space} block: it was profiled for another space; validate it with that space's "
+                f"table, or build one with `hwnas profile --space {table.space}`") from None
+        raise
+
+
 def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: int, seed: int = 1,
                    profiler: Profiler | None = None, progress: bool = True,
                    plot: str | Path | None = None, rounds: int = 1, strict: bool = False) -> dict[str, Any]:
     """Measure `samples` archs end-to-end and compare with the predictions of a measured or fitted table.
 
-    A measured table's drift reference is re-measured first: beyond ±5% the predictions are rescaled
-    (reported under `drift`), or with `strict` the validation is refused (LatencyDriftError). With a
-    reference, every arch is timed right after it and reported at the machine's quiet speed (its ratio
-    to the reference x the lowest reference value; `raw_measured_ms` keeps the plain lowest value).
+    Archs are measured under the table's statistic (an old table without one: the median). A measured
+    table's drift reference is re-measured first: beyond ±5% the predictions are rescaled (reported
+    under `drift`), or with `strict` the validation is refused (LatencyDriftError). With a reference,
+    every arch is timed right after it and reported at the machine's quiet speed (its ratio to the
+    reference x the lowest reference value; `raw_measured_ms` keeps the plain lowest value).
+    How busy the machine was is reported under `contention` (and the table's profiling under
+    `table_contention`); with `strict` a busy machine refuses the validation (MachineBusyError).
     """
+    from hwnas.latency.contention import contention_of, metered, recorded_contention, report_contention
     from hwnas.latency.drift import check_drift, has_reference
 
     spec = load_device(spec)
-    table.check_compatible(spec.identity())
-    profiler = profiler or get_profiler(spec)
+    table.check_compatible({k: v for k, v in spec.identity().items() if k != "statistic"})
+    spec = replace(spec, statistic=table_statistic(table, spec))
+    profiler = metered(profiler or get_profiler(spec))
     space = get_space(table.space)
-    drift = check_drift(table, profiler, strict=strict)  # quick (< 1 s): --strict refuses before the work
-    reference_ms: list[float] = [drift.now_ms] if drift.now_ms is not None else []
     archs = sample_archs(space, samples, seed, "validation")
+    check_covers(table, archs)
+    drift = check_drift(table, profiler, strict=strict)  # quick (< 1 s): --strict refuses before the work
+    if strict:
+        report_contention(contention_of(profiler), "the drift check", strict=True)
+    reference_ms: list[float] = [drift.now_ms] if drift.now_ms is not None else []
 
     raw: list[float] | None = None
     if has_reference(table):  # each arch timed next to the reference: measured at this machine's quiet speed
@@ -87,6 +120,9 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
         drift = check_drift(table, profiler, strict=strict, now_ms=min(reference_ms))
     else:
         measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)")
+    contention = contention_of(profiler)
+    if strict:
+        report_contention(contention, "validation", strict=True)
     has_sum = hasattr(table, "sum_ms")
     rows = [{"arch": str(a), "predicted_ms": table.predict_ms(a), "measured_ms": m,
              **({"raw_measured_ms": raw[i]} if raw is not None else {}),
@@ -99,6 +135,8 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
         "cpus": list(profiler.cpus), "statistic": spec.statistic,
         **fidelity_metrics(pred, meas),
         "drift": drift.to_dict(),
+        "contention": None if contention is None else contention.to_dict(),
+        "table_contention": None if (old := recorded_contention(table)) is None else old.to_dict(),
         "rows": rows,
     }
     if has_sum:
