@@ -48,7 +48,7 @@ class Contention:
                 else f"; load average {self.loadavg_1m:.1f} on {self.cpu_count} cores")
         state = "busy" if self.busy else "quiet enough"
         return (f"machine {state} during {what}: its {self.measurements} measurements got a median "
-                f"{self.cpu_share:.0%} of their CPU core (limit {self.threshold:.0%}{load})")
+                f"{self.cpu_share:.1%} of their CPU core (limit {self.threshold:.0%}{load})")
 
     def to_dict(self) -> dict[str, Any]:
         return {"cpu_share": round(self.cpu_share, 3), "measurements": self.measurements,
