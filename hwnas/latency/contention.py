@@ -143,6 +143,12 @@ def report_contention(found: Contention | None, what: str, strict: bool = False,
     warn(f"{found.message(what)}; its numbers may be off by 10% or more: measure on a quieter machine")
 
 
+def refuse_if_busy(profiler: Any, what: str, strict: bool) -> None:
+    """With `strict`, raise MachineBusyError where the profiler's measurements so far saw a busy machine."""
+    if strict:
+        report_contention(contention_of(profiler), what, strict=True)
+
+
 def record_contention(table: Any, profiler: Any) -> Contention | None:
     """Store this run's figure in the table's provenance, merged with an earlier run's (a resumed table)."""
     found = contention_of(profiler)
