@@ -243,16 +243,18 @@ def report(run: Run, out: str | os.PathLike | None = None, baseline: Run | None 
 
 def profile(
     device: str, space: str, out: str | os.PathLike, *, calibrate: int = 20, recalibrate: bool = False,
-    rounds: int = 3, seed: int = 0, progress: bool = False,
+    rounds: int = 3, seed: int = 0, progress: bool = False, strict: bool = False,
 ) -> dict[str, Any]:
     """Measure every block of `space` on `device` (a spec YAML or name) into the latency table `out` (resumes
-    an existing one), then fit its calibration on `calibrate` end-to-end archs; returns the table's summary."""
+    an existing one), then fit its calibration on `calibrate` end-to-end archs; returns the table's summary.
+    A machine too busy to trust is reported in one line on stderr (`strict`: refused before calibrating)."""
     import time
 
     from hwnas.devices import get_profiler, load_device
     from hwnas.latency import LatencyTable
     from hwnas.latency.builder import build_table
     from hwnas.latency.builder import calibrate as fit_calibration
+    from hwnas.latency.contention import recorded_contention, report_contention
     from hwnas.spaces import get_space
 
     spec = load_device(device)
@@ -261,6 +263,7 @@ def profile(
     before = len(LatencyTable.load(out)) if Path(out).exists() else 0
     table = build_table(spec, get_space(space), out, progress=progress, profiler=profiler, rounds=rounds)
     blocks_s = time.perf_counter() - start
+    report_contention(recorded_contention(table), "profiling", strict=strict)
     if calibrate > 0 and (table.calibration.n == 0 or recalibrate):
         fit_calibration(table, spec, calibrate, seed, profiler=profiler, progress=progress, rounds=rounds)
         table.save(out)
@@ -273,6 +276,7 @@ def profile(
                         "offset_ms": cal.offset_ms, "overhead_ms": cal.overhead_ms, "n": cal.n, "cv_mape": cal.cv_mape},
         "cpus": table.protocol.get("cpus"), "reference": table.reference,
         "noisy_blocks": len((table.provenance.get("noise") or {}).get("noisy_blocks", {})),
+        "contention": table.provenance.get("contention"),
     }
 
 
@@ -283,10 +287,16 @@ def validate(
     """Predicted vs end-to-end measured latency of `samples` sampled archs on `device`: kendall_tau,
     spearman, mape, within_10pct, calibration, drift (`strict`: refuse a drifted machine), scatter `plot`."""
     from hwnas.latency import load_predictor
+    from hwnas.latency.contention import Contention, report_contention
     from hwnas.latency.validation import validate_table
 
-    return validate_table(load_predictor(table), device, samples, seed=seed, progress=progress,
-                          plot=None if plot is None else str(plot), rounds=rounds, strict=strict)
+    result = validate_table(load_predictor(table), device, samples, seed=seed, progress=progress,
+                            plot=None if plot is None else str(plot), rounds=rounds, strict=strict)
+    report_contention(Contention.from_dict(result["table_contention"]), "this table's profiling")
+    report_contention(Contention.from_dict(result["contention"]), "validation")
+    if result.get("contention"):
+        result["contention_text"] = Contention.from_dict(result["contention"]).message("validation")
+    return result
 
 
 def fit_table(

@@ -217,7 +217,7 @@ CASES: list[tuple[str, str, str]] = [
     ("r3_acc250", "bench --budget 10 --seeds 2 --strategies random --table {fx}/acc250.csv",
      "line 9: accuracy=250 is not an accuracy"),
     ("r3_dupkey", "search {fx}/rec/dupkey.yaml --storage {db} --quiet", "key 'budget' appears twice"),
-    ("r3_sample_huge", "sample mobile --n 99999999999999999999999", "--n must be <= 100,000"),
+    ("r3_sample_huge", "sample mobile --n 99999999999999999999999", "n must be <= 100,000"),
     ("r3_pick_neg", "export --run ok-run --storage {db} --pick latency<=-1 --out {fx}/e_pick --no-measure",
      "must be a positive number"),
     # -- search command line
@@ -264,8 +264,8 @@ CASES: list[tuple[str, str, str]] = [
     ("rp_outdir", "report ok-run --storage {db} --out {fx}", "is a directory"),
     ("rp_unwr", "report ok-run --storage {db} --out {fx}/small.csv/r.md", "not a directory"),
     ("rp_baseline_other", "report ok-run --storage {db} --baseline other-run --out {fx}/rp_bo.md", "objectives"),
-    ("ru_missing", "runs --storage sqlite:///{fx}/nonexist_dir/none.db", "no journal"),
-    ("sh_missing", "show latest --storage sqlite:///{fx}/nonexist_dir/none.db", "no journal"),
+    ("ru_missing", "runs --storage sqlite:///{fx}/nonexist_dir/none.db", "no run journal"),
+    ("sh_missing", "show latest --storage sqlite:///{fx}/nonexist_dir/none.db", "no run journal"),
     # -- counts
     ("s3", "sample mobile --n -3", "--n"),
     ("s0", "sample mobile --n 0", "--n"),
@@ -391,3 +391,25 @@ def test_the_pixel_cap_is_raised_by_its_environment_variable(monkeypatch):
     monkeypatch.setenv("HWNAS_MAX_INPUT_PIXELS", "lots")
     with pytest.raises(DatasetError, match="HWNAS_MAX_INPUT_PIXELS='lots' must be a positive whole number"):
         splits_from_arrays(x, y)
+
+
+# -- issue 21 / audit r3 case 11: a valid old table validates on its own device; a table labelled
+# -- for another space gets a space error (not the device line), before anything is measured
+def test_a_table_without_a_recorded_statistic_validates_on_its_device(fx, capsys):
+    folder, _ = fx
+    assert "statistic" not in json.loads((folder / "tables" / "copy-nb201.json").read_text())["device"]
+    assert main(["validate", "--table", str(folder / "tables" / "copy-nb201.json"), "--device", "ort-cpu-1t",
+                 "--samples", "2", "--rounds", "1", "--plot", str(folder / "v_old.png"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 2 and result["statistic"] == "median"  # measured as the table's numbers were
+
+
+def test_a_table_labelled_for_another_space_gets_a_space_error(fx, capsys):
+    folder, _ = fx
+    data = json.loads(TABLE.read_text())
+    (folder / "tables" / "space_mobile.json").write_text(json.dumps({**data, "space": "mobile:mnist"}))
+    code = main(["validate", "--table", str(folder / "tables" / "space_mobile.json"), "--device", "ort-cpu-1t",
+                 "--samples", "3", "--rounds", "1", "--plot", str(folder / "v_space.png")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1, errors
+    assert "space mobile:mnist" in errors[0] and "another space" in errors[0] and "device" not in errors[0]

@@ -14,7 +14,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     check_counts(args, rounds=1, calibrate=0)
     check_output_path(args.out, "--out table")
     data = api.profile(args.device, args.space, args.out, calibrate=args.calibrate, recalibrate=args.recalibrate,
-                       rounds=args.rounds, seed=args.seed, progress=not args.no_progress)
+                       rounds=args.rounds, seed=args.seed, progress=not args.no_progress, strict=args.strict)
     emit(data, args.json)
     return 0
 
@@ -35,7 +35,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         result.pop("rows")
     text = (f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}\n"
             f"calibration: {result['calibration']['text']}\n"
-            f"drift: {result['drift']['message']}")
+            f"drift: {result['drift']['message']}"
+            + (f"\ncontention: {result['contention_text']}" if result.get("contention_text") else ""))
     emit(result, args.json, text)
     return 0
 
@@ -86,6 +87,8 @@ def _register_profile(sub: argparse._SubParsersAction) -> None:
                    help="interleaved measurement rounds; each model keeps its lowest-median round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) when the machine was busy while profiling (default: record it and warn)")
     add_json_flag(p)
     p.set_defaults(func=cmd_profile)
 
@@ -101,7 +104,8 @@ def _register_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="scatter PNG path (default next to the table)")
     p.add_argument("--rows", action="store_true", help="include every arch's numbers")
     p.add_argument("--strict", action="store_true",
-                   help="refuse when the table's drift reference measures >5%% off (default: rescale and say so)")
+                   help="refuse when the table's drift reference measures >5%% off or the machine is busy "
+                        "(default: rescale, warn and say so)")
     add_json_flag(p)
     p.set_defaults(func=cmd_validate)
 

@@ -17,6 +17,7 @@ import hwnas
 from hwnas.devices.profilers import Profiler, get_profiler
 from hwnas.devices.spec import DeviceSpec, load_device
 from hwnas.devices.timing import Measurement
+from hwnas.latency.contention import metered, record_contention
 from hwnas.latency.model import FORMS, Calibration, coefficients, fit_columns
 from hwnas.latency.table import LatencyTable, LatencyTableError, TableEntry
 from hwnas.onnx_export import DEFAULT_OPSET
@@ -129,7 +130,7 @@ def build_table(spec: DeviceSpec, space: SearchSpace | str, out: str | os.PathLi
     measured up to `extra_rounds` more times; those left noisy are reported through `warn` with numbers.
     """
     space = get_space(space) if isinstance(space, str) else space
-    profiler = profiler or get_profiler(spec)
+    profiler = metered(profiler or get_profiler(spec))  # records how busy the machine was (contention.py)
     table = open_table(out, spec, space, spec.fingerprint())
     run = Profiling(spec, space, profiler, table, Path(out), progress, on_entry)
     run.start(rounds)
@@ -150,6 +151,7 @@ def build_table(spec: DeviceSpec, space: SearchSpace | str, out: str | os.PathLi
         noisy = noisy_entries(table, list(noisy))
     if measured:
         table.provenance["noise"] = noise_record(noisy, spec.statistic)
+        record_contention(table, profiler)
         table.save(out)
     if noisy:
         warn(noise_warning(noisy, len(measured), extra_rounds, spec.statistic))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,25 +59,67 @@ def scatter_plot(predicted: Any, measured: Any, path: str | Path, title: str) ->
     return path
 
 
+def measuring_spec(table: LatencyTable | Any, spec: DeviceSpec | str) -> DeviceSpec:
+    """`spec`, checked against the table's device settings, measuring under the table's statistic (the
+    median for an old table that records none; the spec's own for a table fitted from a CSV)."""
+    spec = load_device(spec)
+    table.check_compatible({k: v for k, v in spec.identity().items() if k != "statistic"})
+    if isinstance(table, LatencyTable):
+        return replace(spec, statistic=table.statistic)
+    identity = getattr(table, "device_identity", None)
+    return replace(spec, statistic=str(identity.get("statistic", "median"))) if identity else spec
+
+
+def check_covers(table: LatencyTable | Any, archs: list[Any]) -> None:
+    """Refuse before any measurement a table that cannot predict the sampled archs: a space error when
+    none of their blocks is in it (its entries are for another space), else the first missing block."""
+    from hwnas.latency.table import LatencyTableError, MissingEntryError
+
+    try:
+        for arch in archs:
+            table.predict_ms(arch)
+    except MissingEntryError:
+        keys = {b.key for a in archs for b in table.blocks(a)}
+        if not keys & set(table.entries):
+            raise LatencyTableError(
+                f"latency table says space {table.space}, but none of its {len(table.entries)} entries is a "
+                f"{table.space} block: it was profiled for another space; validate it with that space's "
+                f"table, or build one with `hwnas profile --space {table.space}`") from None
+        raise
+
+
+def calibration_summary(table: LatencyTable | Any) -> dict[str, Any]:
+    """A measured table's calibration (form, coefficients, cross-validated MAPE), or a fitted table's line."""
+    if not hasattr(table, "sum_ms"):
+        return {"form": "fitted", "text": table.describe()}
+    cal = table.calibration
+    return {"form": cal.form, "scale": cal.scale, "per_block_ms": cal.per_block_ms,
+            "offset_ms": cal.offset_ms, "overhead_ms": cal.overhead_ms, "n": cal.n, "cv_mape": cal.cv_mape,
+            "candidates": cal.candidates, "text": cal.describe()}
+
+
 def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: int, seed: int = 1,
                    profiler: Profiler | None = None, progress: bool = True,
                    plot: str | Path | None = None, rounds: int = 1, strict: bool = False) -> dict[str, Any]:
     """Measure `samples` archs end-to-end and compare with the predictions of a measured or fitted table.
 
-    A measured table's drift reference is re-measured first: beyond ±5% the predictions are rescaled
-    (reported under `drift`), or with `strict` the validation is refused (LatencyDriftError). With a
-    reference, every arch is timed right after it and reported at the machine's quiet speed (its ratio
-    to the reference x the lowest reference value; `raw_measured_ms` keeps the plain lowest value).
+    Archs are measured under the table's statistic (an old table without one: the median). A measured
+    table's drift reference is re-measured first: beyond ±5% the predictions are rescaled (reported
+    under `drift`), or with `strict` the validation is refused (LatencyDriftError). With a reference,
+    every arch is timed right after it and reported at the machine's quiet speed (its ratio to the
+    reference x the lowest reference value; `raw_measured_ms` keeps the plain lowest value). How busy the
+    machine was: `contention` (`table_contention`: at profiling); `strict` refuses busy (MachineBusyError).
     """
+    from hwnas.latency.contention import contention_of, metered, recorded_contention, refuse_if_busy
     from hwnas.latency.drift import check_drift, has_reference
 
-    spec = load_device(spec)
-    table.check_compatible(spec.identity())
-    profiler = profiler or get_profiler(spec)
-    space = get_space(table.space)
+    spec = measuring_spec(table, spec)
+    profiler = metered(profiler or get_profiler(spec))
+    archs = sample_archs(get_space(table.space), samples, seed, "validation")
+    check_covers(table, archs)
     drift = check_drift(table, profiler, strict=strict)  # quick (< 1 s): --strict refuses before the work
+    refuse_if_busy(profiler, "the drift check", strict)
     reference_ms: list[float] = [drift.now_ms] if drift.now_ms is not None else []
-    archs = sample_archs(space, samples, seed, "validation")
 
     raw: list[float] | None = None
     if has_reference(table):  # each arch timed next to the reference: measured at this machine's quiet speed
@@ -87,6 +130,7 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
         drift = check_drift(table, profiler, strict=strict, now_ms=min(reference_ms))
     else:
         measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)")
+    refuse_if_busy(profiler, "validation", strict)
     has_sum = hasattr(table, "sum_ms")
     rows = [{"arch": str(a), "predicted_ms": table.predict_ms(a), "measured_ms": m,
              **({"raw_measured_ms": raw[i]} if raw is not None else {}),
@@ -99,18 +143,14 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
         "cpus": list(profiler.cpus), "statistic": spec.statistic,
         **fidelity_metrics(pred, meas),
         "drift": drift.to_dict(),
+        "contention": None if (now := contention_of(profiler)) is None else now.to_dict(),
+        "table_contention": None if (old := recorded_contention(table)) is None else old.to_dict(),
         "rows": rows,
     }
     if has_sum:
         result["raw_sum"] = {k: v for k, v in fidelity_metrics([r["raw_sum_ms"] for r in rows], meas).items()
                              if k != "n"}
-        cal = table.calibration
-        result["calibration"] = {"form": cal.form, "scale": cal.scale, "per_block_ms": cal.per_block_ms,
-                                 "offset_ms": cal.offset_ms, "overhead_ms": cal.overhead_ms, "n": cal.n,
-                                 "cv_mape": cal.cv_mape, "candidates": cal.candidates,
-                                 "text": cal.describe()}
-    else:
-        result["calibration"] = {"form": "fitted", "text": table.describe()}
+    result["calibration"] = calibration_summary(table)
     if plot is not None:
         m = result
         title = (f"{table.space} on {spec.name}: tau={m['kendall_tau']:.3f} "
