@@ -28,13 +28,13 @@ _KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or 
 
 
 def setting(default: Any = dataclasses.MISSING, *, choices: Iterable[Any] | None = None, ge: float | None = None,
-            gt: float | None = None, le: float | None = None, why: str = "", **kw: Any) -> Any:
-    """A dataclass field with limits that `check` enforces; `why` is appended to a range error."""
+            gt: float | None = None, le: float | None = None, why: str = "", expect: str = "", **kw: Any) -> Any:
+    """A dataclass field with limits that `check` enforces; `why` is appended to a range error, `expect`
+    replaces the type's name in a type error (e.g. `a list of core numbers, e.g. [1]`)."""
     meta: dict[str, Any] = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
     if choices is not None:
         meta["choices"] = tuple(choices)
-    if why:
-        meta["why"] = why
+    meta.update({k: v for k, v in (("why", why), ("expect", expect)) if v})
     if isinstance(default, (dict, list, set)):  # a fresh copy per instance
         kw["default_factory"] = lambda template=default: type(template)(template)
         default = dataclasses.MISSING
@@ -132,9 +132,18 @@ def parse(cls: type[T], data: Any, where: str, label: str = "", **extra: Any) ->
         hint = f" (one of {', '.join(map(str, choices))})" if choices else ""
         raise ConfigError(f"{where}: missing required key {missing[0]!r}{hint}")
     hints, inner = _hints(cls), f"{where} {label.strip()}" if label else where
-    kwargs = {k: convert(v, hints.get(k, Any), k, inner) for k, v in data.items()}
+    kwargs = {k: _convert_field(fields[k], v, hints.get(k, Any), inner) for k, v in data.items()}
     _check_limits(cls, kwargs, inner)  # here, so that the error names the file
     return cls(**kwargs, **extra)
+
+
+def _convert_field(f: dataclasses.Field, value: Any, hint: Any, where: str) -> Any:
+    try:
+        return convert(value, hint, f.name, where)
+    except ConfigError:
+        if "expect" not in f.metadata:
+            raise
+        raise ConfigError(f"{where}: {f.name} must be {f.metadata['expect']}, got {value!r}") from None
 
 
 def check(obj: Any, where: str) -> None:

@@ -40,7 +40,7 @@ class DeviceSpec:
     warmup: int = setting(10, ge=0)
     repeats: int = setting(50, ge=MIN_REPEATS, why="the timing protocol")
     measure_memory: bool = True
-    cpus: tuple[int, ...] | None = None  # cores to pin measurements to; None: default_cpus(threads) on CPU
+    cpus: tuple[int, ...] | None = setting(None, expect="a list of core numbers, e.g. [1]")  # cores to pin measurements to; None: default_cpus(threads) on CPU
     # what one measurement reports as its latency: the median of the timed runs, or their 10th percentile
     # (runs a busy neighbour did not interrupt; on a shared machine it repeats far better than the median)
     statistic: str = setting("median", choices=STATISTICS)
