@@ -3,6 +3,7 @@ children are valid trainable nets with the expected arch, bad operators are clea
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -95,7 +96,8 @@ def test_exact_mobile_operators_preserve_the_function_on_trained_weights():
                   ["k3_e1", "k3_e3", "k5_e3_g2", "k3_e1", "skip", "k3_e3_g2", "skip"]):
         arch = space.make(genes)
         net, result = train_arch(arch, "digits", TrainConfig(epochs=1, data_fraction=0.3, device="cpu"))
-        assert result.val_accuracy > 0.15  # it learned something: the weights are not the initial ones
+        # it learned something (training loss below chance-level cross-entropy, ln 10): not the initial weights
+        assert result.train_loss < math.log(10), result
         nets.append((arch, net.eval()))
     cases, worst, _ = _run_cases(space, nets, rng, gen, extra=10)
     assert cases >= 40 and worst <= TOL, worst
