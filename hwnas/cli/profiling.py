@@ -36,6 +36,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     text = (f"{result['space']} on {result['device']}: n={result['n']} {_fidelity_text(result)}  plot: {result['plot']}\n"
             f"calibration: {result['calibration']['text']}\n"
             f"drift: {result['drift']['message']}")
+    if "memory" in result:  # peak memory, predicted vs measured end to end (hwnas.latency.memory)
+        text += f"\npeak memory: {_fidelity_text(result['memory'])}; {result['memory']['model']}"
+        if not args.rows:
+            result["memory"].pop("rows")
     emit(result, args.json, text)
     return 0
 
