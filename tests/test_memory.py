@@ -116,6 +116,16 @@ def test_validation_reports_memory_beside_latency():
     assert memory_fidelity(LatencyTable.load(TABLE), _FakeProfiler(table, 1.0), archs) is None
 
 
+def test_calibration_fits_memory_only_from_enough_archs():
+    from hwnas.latency.memory import calibrate_memory
+
+    table = _table_with_memory()
+    profiler = _FakeProfiler(table, 1.0)
+    assert calibrate_memory(table, profiler, [SPACE.sample(s) for s in range(3)], progress=False).n == 0
+    fitted = calibrate_memory(table, profiler, [SPACE.sample(s) for s in range(8)], progress=False)
+    assert fitted.n == 8 and table.memory is fitted and fitted.cv_mape < 1
+
+
 def test_a_bigger_network_measures_a_bigger_peak():
     spec = DeviceSpec(name="ort-mem-test", runtime="onnxruntime", threads=1, warmup=1, repeats=50, cpus=[])
     profiler = get_profiler(spec)

@@ -129,12 +129,16 @@ def measure_peak_bytes(profiler: Profiler, arch: Arch, repeats: int = 3) -> int 
 
 def calibrate_memory(table: Any, profiler: Profiler, archs: Sequence[Arch], progress: bool = True) -> MemoryCalibration:
     """Measure the end-to-end peak of `archs` and store the fitted memory model in `table` (a LatencyTable
-    whose entries have measured peaks)."""
+    whose entries have measured peaks); with fewer than `MIN_FIT` archs the table's model is left as it was."""
     from tqdm import tqdm
 
+    if len(archs) < MIN_FIT:
+        return table.memory
     rows = [(a, measure_peak_bytes(profiler, a))
             for a in tqdm(archs, desc="calibrate (memory)", unit="arch", disable=not progress)]
     rows = [(a, p) for a, p in rows if p]
+    if len(rows) < MIN_FIT:
+        return table.memory
     table.memory = fit_memory([table.memory_features(a) for a, _ in rows], [p for _, p in rows],
                               [str(a) for a, _ in rows])
     return table.memory
