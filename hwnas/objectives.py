@@ -151,6 +151,13 @@ def _latency_ms(c: Candidate) -> float:
     return float(c.latency.predict_ms(c.arch))  # type: ignore[union-attr]
 
 
+@objective("memory_bytes", "min", "cheap", "bytes",
+           "peak memory (weights, arena, runtime overhead) predicted from a table's measured per-block peaks",
+           needs=("latency_table",))
+def _memory_bytes(c: Candidate) -> float:
+    return float(c.latency.predict_peak_bytes(c.arch))  # type: ignore[union-attr]
+
+
 @objective("accuracy", "max", "expensive", "fraction", "validation accuracy after training", needs=("training",))
 def _accuracy(c: Candidate) -> float:
     return float(c.training.val_accuracy)

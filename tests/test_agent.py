@@ -424,3 +424,83 @@ def test_the_agent_pins_a_measurement_to_the_specs_cores(agent, model_bytes, mon
     assert spec.pinned_cpus() == ()
     m = get_profiler(spec).measure_module(torch.nn.Conv2d(3, 4, 3), (3, 12, 12))
     assert m.median_ms > 0 and seen[-1] == {core}
+
+
+# -- mobile formats (.pte, .tflite) --------------------------------------------------------------
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def _measure_format(body, fmt, **query):
+    from hwnas.devices.agent import measure_request
+
+    q = {"format": [fmt], "repeats": ["50"], "warmup": ["1"], **{k: [str(v)] for k, v in query.items()}}
+    return measure_request(body, q)
+
+
+def test_agent_lists_formats_and_says_which_runtime_is_missing(agent, monkeypatch):
+    import importlib.util
+
+    from hwnas.devices.agent import AgentRequestError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("executorch", "ai_edge_litert") else real(name, *a))
+    host, port = agent
+    client = AgentClient(host, port, TOKEN)
+    assert client.formats() == ["onnx"]
+    with pytest.raises(AgentError, match=r"\(501\).*no runtime for format=pte.*pip install executorch"):
+        client.measure((DATA / "linear.pte").read_bytes(), (4,), _spec(port), model_format="pte")
+    tflite = b"\x1c\x00\x00\x00TFL3" + bytes(64)
+    with pytest.raises(AgentRequestError, match="no runtime for format=tflite.*ai-edge-litert"):
+        _measure_format(tflite, "tflite", input_shape=4)
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert set(client.formats()) >= {"onnx"} and set(client.formats()) <= {"onnx", "pte", "tflite"}
+
+
+def test_pte_with_external_data_is_refused():
+    from hwnas.devices.agent import AgentRequestError, pte_file_reference
+
+    body = (DATA / "linear-external.pte").read_bytes()
+    assert "EXTERNAL" in pte_file_reference(body)
+    assert pte_file_reference((DATA / "linear.pte").read_bytes()) is None
+    with pytest.raises(AgentRequestError, match="refused: a tensor's data is stored EXTERNAL") as exc:
+        _measure_format(body, "pte", input_shape=4)
+    assert exc.value.status == 422
+
+
+def test_mobile_formats_refuse_foreign_and_broken_bytes(model_bytes):
+    from hwnas.devices.agent import AgentRequestError
+
+    for fmt in ("pte", "tflite"):
+        with pytest.raises(AgentRequestError, match=f"not a .{fmt} file") as exc:
+            _measure_format(model_bytes, fmt, input_shape=4)
+        assert exc.value.status == 415
+    good = (DATA / "linear.pte").read_bytes()
+    for broken in (good[:40], good[:8] + b"\xff" * 64, good[:4] + b"ET12" + b"\x00" * 8):
+        with pytest.raises(AgentRequestError) as exc:
+            _measure_format(broken, "pte", input_shape=4)
+        assert exc.value.status in (422, 501)  # refused as malformed, or (no runtime here) before loading
+
+
+def test_pte_round_trip_through_the_agent(agent):
+    pytest.importorskip("executorch.runtime")
+    from hwnas.devices.executorch_runtime import lower_to_pte
+
+    host, port = agent
+    program = lower_to_pte(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU()), (1, 1, 12, 12))
+    client = AgentClient(host, port, TOKEN)
+    assert "pte" in client.formats()
+    m = client.measure(program.data, (1, 12, 12), _spec(port, measure_memory=True), model_format="pte")
+    assert m.n == 50 and m.p10_ms <= m.median_ms <= m.p90_ms and (m.measured_peak_bytes or 0) > 0
+
+
+def test_tflite_round_trip_through_the_agent(agent):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    pytest.importorskip("litert_torch")
+    from hwnas.devices.litert_runtime import convert_to_tflite
+
+    host, port = agent
+    data = convert_to_tflite(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU()), (1, 1, 12, 12))
+    m = AgentClient(host, port, TOKEN).measure(data, (1, 12, 12), _spec(port, measure_memory=True),
+                                               model_format="tflite")
+    assert m.n == 50 and m.p10_ms <= m.median_ms <= m.p90_ms and (m.measured_peak_bytes or 0) > 0

@@ -37,6 +37,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"calibration: {result['calibration']['text']}\n"
             f"drift: {result['drift']['message']}"
             + (f"\ncontention: {result['contention_text']}" if result.get("contention_text") else ""))
+    if "memory" in result:  # peak memory, predicted vs measured end to end (hwnas.latency.memory)
+        text += f"\npeak memory: {_fidelity_text(result['memory'])}; {result['memory']['model']}"
+        if not args.rows:
+            result["memory"].pop("rows")
     emit(result, args.json, text)
     return 0
 

@@ -5,9 +5,11 @@ serve` or `hwnas agent serve`; none of the first two imports torch; the token ma
 `--token-file`). Off loopback it needs TLS (`--tls-self-signed DIR` or `--tls-cert/--tls-key`) unless
 `--insecure` is given. Protocol (schema 1): `GET /info` -> host fingerprint;
 `POST /measure?format=onnx&threads=..&warmup=..&repeats=..&graph_optimization=..&batch_size=..&input_shape=C,H,W`
-with the model bytes as body -> Measurement JSON. Every request needs `Authorization: Bearer <token>`.
-The agent touches nothing but the model it was sent: only self-contained ONNX protobuf is accepted (no
-pickle, no external data or other file references), inputs, repeats and time per request are capped
+with the model bytes as body -> Measurement JSON; `format=pte` (ExecuTorch) and `format=tflite` (LiteRT)
+are served where their runtime is installed (`/info` lists `formats`). Every request needs
+`Authorization: Bearer <token>`. The agent touches nothing but the model it was sent: only self-contained
+ONNX protobuf, .pte and .tflite are accepted (no pickle, no external data or other file references),
+inputs, repeats and time per request are capped
 (`AgentLimits`), a request head must be complete within `max_head_s`, and error messages carry no tensor
 contents and no host paths.
 """
@@ -95,6 +97,7 @@ def agent_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
         "providers": ort.get_available_providers(),
+        "formats": served_formats(),  # `format=` values of /measure whose runtime is installed
     }
 
 
@@ -307,9 +310,145 @@ def _measure_onnx(body: bytes, params: MeasureParams, limits: AgentLimits) -> An
         raise AgentRequestError(422, _safe_error(exc)) from None
 
 
+# -- ExecuTorch .pte and LiteRT .tflite (FlatBuffers, read without either runtime) -----------------
+_PTE_TENSOR = 5  # KernelTypes union index of Tensor in program.fbs (0 is the implicit NONE)
+_PTE_EXTERNAL = 1  # TensorDataLocation.EXTERNAL
+
+
+def _fb_uint(buf: bytes, i: int, size: int = 4, signed: bool = False) -> int:
+    if i < 0 or i + size > len(buf):
+        raise MalformedModel("offset out of bounds")
+    return int.from_bytes(buf[i:i + size], "little", signed=signed)
+
+
+def _fb_field(buf: bytes, table: int, slot: int) -> int | None:
+    """Position of field `slot` of the FlatBuffers table at `table`, None when absent."""
+    vtable = table - _fb_uint(buf, table, signed=True)
+    if 4 + 2 * slot + 2 > _fb_uint(buf, vtable, 2):
+        return None
+    offset = _fb_uint(buf, vtable + 4 + 2 * slot, 2)
+    return table + offset if offset else None
+
+
+def _fb_tables(buf: bytes, field: int | None) -> list[int]:
+    """Positions of the tables of the vector at `field` (none when absent)."""
+    if field is None:
+        return []
+    vector = field + _fb_uint(buf, field)
+    n = _fb_uint(buf, vector)
+    if n > len(buf) // 4:
+        raise MalformedModel("vector longer than the file")
+    return [vector + 4 + 4 * i + _fb_uint(buf, vector + 4 + 4 * i) for i in range(n)]
+
+
+def pte_file_reference(body: bytes) -> str | None:
+    """Why an ExecuTorch program would need data outside the file (a tensor stored EXTERNAL, i.e. in a
+    .ptd file), or None; walks every execution plan's values (program.fbs). MalformedModel on bad bytes."""
+    root = _fb_uint(body, 0)
+    for plan in _fb_tables(body, _fb_field(body, root, 1)):  # Program.execution_plan
+        for value in _fb_tables(body, _fb_field(body, plan, 2)):  # ExecutionPlan.values
+            kind, ref = _fb_field(body, value, 0), _fb_field(body, value, 1)  # EValue.val (union)
+            if kind is None or ref is None or _fb_uint(body, kind, 1) != _PTE_TENSOR:
+                continue
+            extra = _fb_field(body, ref + _fb_uint(body, ref), 9)  # Tensor.extra_tensor_info
+            if extra is None:
+                continue
+            location = _fb_field(body, extra + _fb_uint(body, extra), 2)  # ExtraTensorInfo.location
+            if location is not None and _fb_uint(body, location, 1) == _PTE_EXTERNAL:
+                return "a tensor's data is stored EXTERNAL (a .ptd file on the agent's host)"
+    return None
+
+
+# format -> (FlatBuffers file identifier, module whose presence means the runtime is installed, pip name)
+MOBILE_FORMATS = {"pte": (b"ET12", "executorch", "executorch"), "tflite": (b"TFL3", "ai_edge_litert", "ai-edge-litert")}
+
+
+def _mobile_body(fmt: str, body: bytes, params: MeasureParams,
+                 file_reference: Callable[[bytes], str | None] | None = None) -> tuple[int, ...]:
+    """Check an upload of a FlatBuffers format (identifier, no file references) and that its runtime is
+    here; the batch shape to feed."""
+    import importlib.util
+
+    ident, module, pip = MOBILE_FORMATS[fmt]
+    if len(body) < 16 or body[4:8] != ident:
+        raise AgentRequestError(415, f"the body is not a .{fmt} file (expected the {ident.decode()} identifier)")
+    try:
+        reference = file_reference(body) if file_reference else None
+    except MalformedModel as exc:
+        raise AgentRequestError(422, f"the .{fmt} file is not well-formed ({exc})") from None
+    if reference:
+        raise AgentRequestError(422, f"model refused: {reference}; send a self-contained .{fmt} (export it "
+                                     "without external constants)")
+    if importlib.util.find_spec(module) is None:
+        raise AgentRequestError(501, f"this agent has no runtime for format={fmt} ({module} is not installed on the "
+                                     f"device: pip install {pip}); GET /info lists the formats it serves")
+    if params.input_shape is None:
+        raise AgentRequestError(400, f"format={fmt} needs input_shape (per sample, e.g. 1,28,28)")
+    return (params.batch_size, *params.input_shape)
+
+
+def _measure_pte(body: bytes, params: MeasureParams, limits: AgentLimits) -> Any:
+    """Time a self-contained ExecuTorch program (XNNPACK) on the CPU; loaded without any external data map
+    (ExecuTorch's Python runtime works on torch tensors: this runner imports torch, the others do not)."""
+    batch_shape = _mobile_body("pte", body, params, pte_file_reference)
+    from hwnas.devices.executorch_runtime import executorch_measure
+    from hwnas.devices.ort_runtime import ProfilerError
+
+    try:
+        return executorch_measure(body, batch_shape, threads=params.threads, warmup=params.warmup,
+                                  repeats=params.repeats, measure_memory=params.measure_memory)
+    except ProfilerError as exc:
+        raise AgentRequestError(422, _safe_error(exc)) from None
+
+
+def _measure_tflite(body: bytes, params: MeasureParams, limits: AgentLimits) -> Any:
+    """Time a .tflite model with LiteRT's XNNPACK delegate on the CPU (numpy only, no torch)."""
+    import time
+
+    import numpy as np
+
+    from hwnas.devices.memory import peak_growth
+    from hwnas.devices.timing import measurement_lock, summarize, time_runs
+
+    batch_shape = _mobile_body("tflite", body, params)
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.random.default_rng(0).standard_normal(batch_shape).astype(np.float32)
+
+    def load_and_run() -> Any:
+        it = Interpreter(model_content=body, num_threads=params.threads)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        return it
+
+    with measurement_lock():
+        try:
+            it, peak = peak_growth(load_and_run)
+            times = time_runs(it.invoke, params.warmup, params.repeats,
+                              deadline=time.perf_counter() + limits.max_request_s)
+        except TimeoutError:
+            raise AgentRequestError(422, f"the measurement took longer than {limits.max_request_s:g} s; lower "
+                                         "repeats/warmup or the model size") from None
+        except Exception as exc:  # noqa: BLE001 - the interpreter raises several types for a bad model
+            raise AgentRequestError(422, _safe_error(RuntimeError(f"LiteRT could not run the model: {exc}"))) from None
+    memory = {"measured_peak_bytes": peak, "memory_source": "rss_peak_load_run"} \
+        if params.measure_memory and peak is not None else {}
+    return summarize(times, params.warmup, **memory)
+
+
 # The one place that maps a model format (`format=` of /measure) to the runner that times it: a runner
-# validates the bytes itself and returns a Measurement (ExecuTorch and LiteRT runners plug in here).
-RUNNERS: dict[str, Callable[[bytes, MeasureParams, AgentLimits], Any]] = {"onnx": _measure_onnx}
+# validates the bytes itself and returns a Measurement.
+RUNNERS: dict[str, Callable[[bytes, MeasureParams, AgentLimits], Any]] = {
+    "onnx": _measure_onnx, "pte": _measure_pte, "tflite": _measure_tflite}
+RUNTIME_MODULES = {"onnx": "onnxruntime", **{f: m for f, (_, m, _) in MOBILE_FORMATS.items()}}
+
+
+def served_formats() -> list[str]:
+    """The formats whose runtime is installed here (found without importing it)."""
+    import importlib.util
+
+    return sorted(f for f in RUNNERS if importlib.util.find_spec(RUNTIME_MODULES[f]) is not None)
 
 
 def measure_request(body: bytes, query: dict[str, list[str]], limits: AgentLimits | None = None) -> dict[str, Any]:

@@ -114,8 +114,14 @@ class AgentClient:
     def info(self) -> dict[str, Any]:
         return self._request("GET", "/info")
 
+    def formats(self) -> list[str]:
+        """The model formats the agent can time (`measure(model_format=...)`); agents before it listed them
+        serve ONNX only."""
+        return list(self.info().get("formats", ["onnx"]))
+
     def measure(self, model: bytes, input_shape: tuple[int, ...] | None, spec: Any,
                 model_format: str = "onnx") -> Measurement:
+        """Time `model` (bytes of `model_format`: onnx, pte or tflite) on the agent with the spec's protocol."""
         query = (f"format={model_format}&threads={spec.threads}&warmup={spec.warmup}&repeats={spec.repeats}"
                  f"&graph_optimization={spec.graph_optimization}&batch_size={spec.batch_size}"
                  f"&measure_memory={int(spec.measure_memory)}")

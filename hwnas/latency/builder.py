@@ -429,5 +429,9 @@ def calibrate(table: LatencyTable, spec: DeviceSpec | str, n: int = 20, seed: in
     overhead = min(overhead, measure_overhead(profiler, space.input_shape, rounds))  # a second moment, seconds later
     table.calibration = fit_calibration(sums, counts, measured, [str(a) for a in archs], overhead_ms=overhead,
                                         layout_kelems=[table.layout_kelems(a) for a in archs])
+    if table.has_memory():  # the memory model, fitted on the same archs (hwnas.latency.memory)
+        from hwnas.latency.memory import calibrate_memory
+
+        calibrate_memory(table, profiler, archs, progress)
     table.provenance["calibrated_utc"] = _now()
     return table

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas.latency.memory import MemoryModelError
 from hwnas.spaces import Arch
 
 
@@ -32,6 +33,12 @@ class LatencySource(ABC):
     def predict_many_ms(self, archs: Iterable[Arch]) -> np.ndarray:
         """`predict_ms` of each arch, in order."""
         return np.array([self.predict_ms(a) for a in archs], dtype=float)
+
+    def predict_peak_bytes(self, arch: Arch) -> float:
+        """Predicted peak memory (bytes) of running `arch` end to end; MemoryModelError where the source has
+        no measured memory."""
+        raise MemoryModelError(f"the latency source for {self.space} on {self.device_name!r} predicts no memory; "
+                               "use a measured table profiled with `measure_memory: true` (`hwnas profile`)")
 
     @property
     @abstractmethod

@@ -13,6 +13,7 @@ from typing import Any
 
 from hwnas.errors import ConfigError, HwnasError
 from hwnas.fileio import read_json, typed
+from hwnas.latency.memory import MemoryCalibration, MemoryModelError, memory_features
 from hwnas.latency.model import Calibration, arch_features, arch_ms
 from hwnas.latency.source import LatencySource
 from hwnas.spaces import Arch, Block, get_space
@@ -23,7 +24,8 @@ SCHEMA_VERSION = 3
 # checks), entries' `second_ms` (second-lowest round median, for noise checks), the calibration's
 # `form`, `overhead_ms`, `cv_mape` and `candidates`. v3 adds entries' `layout` and `boundary_elems`
 # (hwnas.devices.layout) and the calibration's `alone_ms_per_kelem` and `switch_ms_per_kelem`.
-# Older files are read with those absent.
+# Older files are read with those absent. Any version may carry `memory` (a fitted memory model,
+# hwnas.latency.memory), written only once fitted so that the hashes of tables without it stay the same.
 SUPPORTED_VERSIONS = (1, 2, 3)
 
 
@@ -133,6 +135,7 @@ class LatencyTable(LatencySource):
         self.reference = dict(reference) if reference else None  # fixed model measured with the blocks
         self.schema_version = schema_version  # as read; saving writes the current version
         self.drift_factor = 1.0  # set by hwnas.latency.drift.apply_drift at use time; never saved
+        self.memory = MemoryCalibration()  # the memory model's fit (hwnas.latency.memory)
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -151,6 +154,7 @@ class LatencyTable(LatencySource):
             "provenance": self.provenance,
             "reference": self.reference,
             "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
+            **({"memory": self.memory.to_dict()} if self.memory.n else {}),
         }
 
     def canonical_bytes(self) -> bytes:
@@ -172,7 +176,8 @@ class LatencyTable(LatencySource):
                 f"{source} has schema_version {version!r}; this hwnas reads {SUPPORTED_VERSIONS}: "
                 "rebuild it with `hwnas profile` or upgrade hwnas"
             )
-        known = {"schema", "schema_version", "space", "device", "protocol", "calibration", "provenance", "entries"}
+        known = {"schema", "schema_version", "space", "device", "protocol", "calibration", "provenance", "entries",
+                 "memory"}
         if version >= 2:
             known.add("reference")
         unknown = set(data) - known
@@ -190,9 +195,12 @@ class LatencyTable(LatencySource):
         except ConfigError as exc:
             raise LatencyTableError(str(exc)) from None
         entries = {k: TableEntry.from_dict(v, f"{source} entry {k}") for k, v in data["entries"].items()}
-        return cls(data["space"], data["device"], entries,
-                   Calibration.from_dict(data.get("calibration", {}), f"{source} calibration", LatencyTableError),
-                   data.get("provenance", {}), data.get("protocol", {}), data.get("reference"), version)
+        table = cls(data["space"], data["device"], entries,
+                    Calibration.from_dict(data.get("calibration", {}), f"{source} calibration", LatencyTableError),
+                    data.get("provenance", {}), data.get("protocol", {}), data.get("reference"), version)
+        if "memory" in data:
+            table.memory = MemoryCalibration.from_dict(data["memory"], f"{source} memory")
+        return table
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
@@ -275,6 +283,26 @@ class LatencyTable(LatencySource):
         """Largest analytic peak activation of any block of the arch (None when not recorded)."""
         values = [self.entry(b).activation_bytes for b in self.blocks(arch)]
         return None if any(v is None for v in values) else int(max(values))
+
+    def has_memory(self) -> bool:
+        """Whether every entry has a measured peak (tables before measured memory have 0 or none)."""
+        return bool(self.entries) and all((e.measured_peak_bytes or 0) > 0 for e in self.entries.values())
+
+    def memory_features(self, arch: Arch) -> dict[str, float]:
+        """The memory model's features of `arch` (hwnas.latency.memory); MemoryModelError without measured peaks."""
+        peaks = [self.entry(b).measured_peak_bytes or 0 for b in self.blocks(arch)]
+        if min(peaks) <= 0:
+            raise MemoryModelError(
+                f"latency table for {self.space} on {self.device_name!r} has no measured memory for some blocks "
+                f"(an older table, or a runtime that measures none); re-profile it into a new file with "
+                f"`hwnas profile --device <spec with measure_memory: true> --space {self.space} --out NEW.json "
+                "--calibrate 20`")
+        return memory_features(peaks)
+
+    def predict_peak_bytes(self, arch: Arch) -> float:
+        """Predicted peak memory (bytes) of running `arch` end to end: the fitted memory model over its
+        blocks' measured peaks (their sum while unfitted); MemoryModelError without measured peaks."""
+        return float(self.memory.predict(self.memory_features(arch)))
 
     def missing(self, blocks: list[Block]) -> list[Block]:
         seen: dict[str, Block] = {}

@@ -151,9 +151,33 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
         result["raw_sum"] = {k: v for k, v in fidelity_metrics([r["raw_sum_ms"] for r in rows], meas).items()
                              if k != "n"}
     result["calibration"] = calibration_summary(table)
+    memory = memory_fidelity(table, profiler, archs, progress)
+    if memory is not None:
+        result["memory"] = memory
     if plot is not None:
         m = result
         title = (f"{table.space} on {spec.name}: tau={m['kendall_tau']:.3f} "
                  f"within10%={m['within_10pct']:.2f} MAPE={m['mape']:.1f}%")
         result["plot"] = str(scatter_plot(pred, meas, plot, title))
     return result
+
+
+def memory_fidelity(table: LatencyTable | Any, profiler: Profiler, archs: list[Any],
+                    progress: bool = True) -> dict[str, Any] | None:
+    """Predicted vs end-to-end measured peak memory of `archs` (hwnas.latency.memory; the median of three
+    measurements each), with the fidelity metrics; None when the table has no measured memory or the
+    profiler measures none."""
+    from tqdm import tqdm
+
+    from hwnas.latency.memory import measure_peak_bytes
+
+    if not getattr(table, "has_memory", lambda: False)():
+        return None
+    rows = []
+    for arch in tqdm(archs, desc="validate (memory)", unit="arch", disable=not progress):
+        measured = measure_peak_bytes(profiler, arch)
+        if measured is None:
+            return None
+        rows.append({"arch": str(arch), "predicted_bytes": table.predict_peak_bytes(arch), "measured_bytes": measured})
+    metrics = fidelity_metrics([r["predicted_bytes"] for r in rows], [r["measured_bytes"] for r in rows])
+    return {**metrics, "model": table.memory.describe(), "rows": rows}
