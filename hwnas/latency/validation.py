@@ -98,6 +98,22 @@ def calibration_summary(table: LatencyTable | Any) -> dict[str, Any]:
             "candidates": cal.candidates, "text": cal.describe()}
 
 
+def _measure_end_to_end(table: Any, profiler: Profiler, archs: list, rounds: int, progress: bool, strict: bool,
+                        drift: Any) -> tuple[list[float], list[float] | None, Any]:
+    """End-to-end latency of `archs`: next to the drift reference when the table has one (at this machine's
+    quiet speed; `raw` keeps the plain values), else plainly; with the drift the reference finally showed."""
+    from hwnas.latency.drift import check_drift, has_reference
+
+    if not has_reference(table):
+        return measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)"), None, drift
+    reference_ms: list[float] = [drift.now_ms] if drift.now_ms is not None else []
+    raw, ratios, low_ref = measure_archs_paired(profiler, archs, rounds, progress, "validate (end-to-end)")
+    reference_ms.append(low_ref)
+    # the final factor: the reference's lowest value over the quick check and every pair
+    drift = check_drift(table, profiler, strict=strict, now_ms=min(reference_ms))
+    return [q * min(reference_ms) for q in ratios], raw, drift
+
+
 def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: int, seed: int = 1,
                    profiler: Profiler | None = None, progress: bool = True,
                    plot: str | Path | None = None, rounds: int = 1, strict: bool = False) -> dict[str, Any]:
@@ -111,7 +127,7 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
     machine was: `contention` (`table_contention`: at profiling); `strict` refuses busy (MachineBusyError).
     """
     from hwnas.latency.contention import contention_of, metered, recorded_contention, refuse_if_busy
-    from hwnas.latency.drift import check_drift, has_reference
+    from hwnas.latency.drift import check_drift
 
     spec = measuring_spec(table, spec)
     profiler = metered(profiler or get_profiler(spec))
@@ -119,17 +135,7 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
     check_covers(table, archs)
     drift = check_drift(table, profiler, strict=strict)  # quick (< 1 s): --strict refuses before the work
     refuse_if_busy(profiler, "the drift check", strict)
-    reference_ms: list[float] = [drift.now_ms] if drift.now_ms is not None else []
-
-    raw: list[float] | None = None
-    if has_reference(table):  # each arch timed next to the reference: measured at this machine's quiet speed
-        raw, ratios, low_ref = measure_archs_paired(profiler, archs, rounds, progress, "validate (end-to-end)")
-        reference_ms.append(low_ref)
-        measured = [q * min(reference_ms) for q in ratios]
-        # the final factor: the reference's lowest value over the quick check and every pair
-        drift = check_drift(table, profiler, strict=strict, now_ms=min(reference_ms))
-    else:
-        measured = measure_archs(profiler, archs, rounds, progress, "validate (end-to-end)")
+    measured, raw, drift = _measure_end_to_end(table, profiler, archs, rounds, progress, strict, drift)
     refuse_if_busy(profiler, "validation", strict)
     has_sum = hasattr(table, "sum_ms")
     rows = [{"arch": str(a), "predicted_ms": table.predict_ms(a), "measured_ms": m,
