@@ -6,6 +6,8 @@ its front compare with NSGA-II (and LEMONADE where registered) at equal wall-clo
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/dnas_sweep.py --json --search-only --seeds 0 1 2
 
 `--search-only` runs the supernets and derives archs (no retraining, no journal run): the argmax claim.
+`--finetune` also trains every unique derived arch at the recipe's `train` fidelity twice, from scratch
+and from its supernet path's weights (`derive_init: supernet`), and compares the fronts per CPU-second.
 
 Prints {"targets", "latency_ms" (per target the median table latency of its K sampled archs: FBNet derives
 archs by sampling the trained distribution), "argmax_latency_ms", "spearman_target_latency" (on latency_ms),
@@ -52,6 +54,51 @@ def run_supernets(recipe) -> dict:
         targets = searcher.supernets(Path(tmp))
     wall = time.perf_counter() - start
     return {"run": None, "wall_s": wall, **summarise({"targets": targets, "supernet_wall_s": round(wall, 2)})}
+
+
+def finetune_vs_scratch(recipe) -> dict:
+    """One supernet sweep; each unique derived arch trained from scratch and from the supernet: val
+    accuracy, training CPU-s and the HV of (1 - accuracy, latency) per init (joint normalisation)."""
+    import dataclasses
+
+    import torch
+
+    from hwnas.pareto import hypervolume
+    from hwnas.search.recipe import build
+    from hwnas.train import TrainConfig
+    from hwnas.train.trainer import train_arch
+
+    recipe = dataclasses.replace(recipe, method_params={**recipe.method_params, "derive_init": "supernet"})
+    problem, searcher = build(recipe)
+    cpu0 = time.process_time()
+    with tempfile.TemporaryDirectory(prefix="dnas-sweep-") as tmp:
+        targets = searcher.supernets(Path(tmp))
+    supernet_cpu = time.process_time() - cpu0
+    space, cost, config = problem.space, searcher._cost(), TrainConfig(**{**recipe.train, "device": "cpu"})
+    archs = {d["arch_id"]: space.parse(d["arch"]) for t in targets for d in t["derived"]}
+    from hwnas.train.checkpoint import load_checkpoint_bytes
+
+    rows = []
+    for arch_id, arch in archs.items():
+        lat = cost.of(space.encode(arch))
+        for init in ("scratch", "supernet"):
+            model = load_checkpoint_bytes(searcher.starts[arch_id])[1] if init == "supernet" else None
+            torch.manual_seed(config.seed)
+            c0 = time.process_time()
+            _, res = train_arch(arch, problem.dataset, config, model=model)
+            rows.append({"arch_id": arch_id, "init": init, "latency_ms": lat, "val_accuracy": res.val_accuracy,
+                         "train_cpu_s": round(time.process_time() - c0, 2)})
+    pts = {i: [(1 - r["val_accuracy"], r["latency_ms"]) for r in rows if r["init"] == i] for i in ("scratch", "supernet")}
+    both = [p for v in pts.values() for p in v]
+    ideal = [min(p[k] for p in both) for k in (0, 1)]
+    nadir = [max(p[k] for p in both) for k in (0, 1)]
+    out = {"supernet_cpu_s": round(supernet_cpu, 1), "archs": len(archs), "rows": rows}
+    for i, v in pts.items():
+        cpu = supernet_cpu + sum(r["train_cpu_s"] for r in rows if r["init"] == i)
+        out[i] = {"hv": hypervolume(v, ideal, nadir), "cpu_s": round(cpu, 1),
+                  "median_val_accuracy": statistics.median(r["val_accuracy"] for r in rows if r["init"] == i)}
+        out[i]["hv_per_cpu_s"] = out[i]["hv"] / cpu
+    return out
 
 
 def within(argmax: list[float], targets: list[float], fastest: float, tol: float = 0.15) -> list[bool | None]:
@@ -123,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default=str(REPO / "search" / "fbnet-mnist.yaml"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--compare", action="store_true", help="also run nsga2 (and lemonade) for the same wall time")
+    p.add_argument("--finetune", action="store_true", help="derived archs from scratch vs from supernet weights")
     p.add_argument("--search-only", action="store_true", help="supernets and derived archs only, no retraining")
     p.add_argument("--storage", help="sqlite path (default: a temporary folder)")
     p.add_argument("--json", action="store_true")
@@ -137,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     storage = f"sqlite:///{args.storage or Path(tmp) / 'bench.db'}"
     baselines = [s for s in ("nsga2", "lemonade") if s in STRATEGIES]
     seeds = []
+    if args.finetune:
+        rows = [{"seed": s, **finetune_vs_scratch(base.with_overrides(seed=s))} for s in args.seeds]
+        print(json.dumps(rows, indent=1, default=float))
+        return 0
     for seed in args.seeds:
         recipe = base.with_overrides(seed=seed)
         if args.search_only:

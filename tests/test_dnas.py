@@ -309,6 +309,14 @@ def test_fbnet_params_are_validated():
                                                                      "warmup_epochs": 2}}})
     with pytest.raises(ConfigError, match="T > 0"):
         parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [{"T": -1}]}}})
+    for bad in ({"decode": "nearest"}, {"derive_init": "imagenet"}, {"cost_from": "mean"}, {"schedule": "x"}):
+        with pytest.raises(ConfigError, match="is one of"):
+            parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [0.1], **bad}}})
+    from hwnas.search.dnas import FBNetParams
+    from hwnas.search.recipe import load_recipe
+
+    for name in ("fbnet-mnist.yaml", "fbnet-paper-mnist.yaml"):  # the shipped fast and paper recipes are valid
+        FBNetParams(**load_recipe(REPO / "search" / name).method_params)
 
 
 @pytest.mark.slow  # ~10 CPU-s: soft mode runs all 13 candidates of every layer
@@ -360,7 +368,9 @@ def test_budget_decode_is_the_most_probable_arch_in_the_window_by_brute_force(ta
     for _ in range(4):
         logp = [[math.log(rng.random()) for _ in r] for r in cost.per_layer]
         budget = rng.uniform(1.2, 4.0) * cost.of(cost.fastest())
-        score = lambda idx: sum(lp[i] for lp, i in zip(logp, idx))  # noqa: E731
+        def score(idx, logp=logp):
+            return sum(lp[i] for lp, i in zip(logp, idx))
+
         best = max((a for a in archs if 0.85 * budget <= cost.of(a) <= budget), key=score)
         got = budget_decode(cost, logp, budget)
         assert score(got) == pytest.approx(score(best)) and 0.85 * budget <= cost.of(got) <= budget * 1.002
