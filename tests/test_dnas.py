@@ -413,8 +413,15 @@ def test_paper_configuration_samples_the_cost_and_alternates_per_epoch(table, ti
     assert float(step_cost(cost, theta, weights, "expected")) != pytest.approx(float(sampled))
     small = Splits("small", tiny.x_train[:64], tiny.y_train[:64], tiny.x_val, tiny.y_val, tiny.x_test,
                    tiny.y_test, tiny.num_classes)
-    paper = _fast(epochs=2, batch_size=16, cost_from="sample", schedule="alternate", theta_lr=1e-2)
-    res = search_supernet(SPACE, small, cost, paper, Target(loss="fbnet", beta=0.6))
+    from dataclasses import replace
+
+    from hwnas.search.dnas import FBNetParams
+    from hwnas.search.recipe import load_recipe
+
+    params = FBNetParams(**load_recipe(REPO / "search" / "fbnet-paper-mnist.yaml").method_params)
+    paper = replace(params.config(0), epochs=2, batch_size=16, arch_fraction=0.5, data_fraction=1.0, device="cpu")
+    assert paper.hard(torch.device("cpu")) is False  # the shipped paper recipe: soft relaxation
+    res = search_supernet(SPACE, small, cost, paper, params.target_list()[1])
     last = res.history[-1]
     assert last["theta_steps"] == math.ceil(32 / 16) and math.isfinite(last["theta_loss"])
     assert all(torch.isfinite(torch.tensor(t)).all() and len(set(t)) > 1 for t in res.theta)
