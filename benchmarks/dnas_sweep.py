@@ -88,7 +88,8 @@ def finetune_vs_scratch(recipe) -> dict:
             _, res = train_arch(arch, problem.dataset, config, model=model)
             rows.append({"arch_id": arch_id, "init": init, "latency_ms": lat, "val_accuracy": res.val_accuracy,
                          "train_cpu_s": round(time.process_time() - c0, 2)})
-    pts = {i: [(1 - r["val_accuracy"], r["latency_ms"]) for r in rows if r["init"] == i] for i in ("scratch", "supernet")}
+    inits = ("scratch", "supernet")
+    pts = {i: [(1 - r["val_accuracy"], r["latency_ms"]) for r in rows if r["init"] == i] for i in inits}
     both = [p for v in pts.values() for p in v]
     ideal = [min(p[k] for p in both) for k in (0, 1)]
     nadir = [max(p[k] for p in both) for k in (0, 1)]

@@ -5,9 +5,10 @@ theta frozen, is shared by all targets) and its final distribution gives the der
 argmax (for a budget target by default the budget-constrained decode, `decode.py`, else the mode of
 theta) and `samples` draws. All derived archs then become trials of the same run through
 `run_search` with a fixed list of proposals: each is trained at the recipe's `train` fidelity by the
-normal TrainJob path, from scratch or (`derive_init: supernet`) from its supernet path's weights, so the journal, weights,
-resume and `hwnas show / report / export` work as for any other run. The per-epoch choice
-probabilities of every target go to the run info (`info.dnas`) for the report's heatmaps.
+normal TrainJob path, from scratch or (`derive_init: supernet`) from its supernet path's weights, so
+the journal, weights, resume and `hwnas show / report / export` work as for any other run. The
+per-epoch choice probabilities of every target go to the run info (`info.dnas`) for the report's
+heatmaps.
 """
 
 from __future__ import annotations

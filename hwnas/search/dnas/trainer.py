@@ -5,8 +5,9 @@ and minimises cross-entropy on a train batch; after `warmup_epochs` (theta froze
 theta steps on arch-split batches are interleaved so that each epoch passes once over both splits
 (`schedule: alternate`: the paper's whole weight pass, then the whole theta pass). The theta loss is
 `Target.loss(CE, cost)`, the cost being the exact expected cost under softmax(theta) or (`cost_from:
-sample`, the paper) the cost of the forward pass's Gumbel sample. An epoch checkpoint (model with theta, both optimizers, RNG states, history) is
-written after every epoch, so a killed search resumes from its last finished epoch.
+sample`, the paper) the cost of the forward pass's Gumbel sample. An epoch checkpoint (model with
+theta, both optimizers, RNG states, history) is written after every epoch, so a killed search
+resumes from its last finished epoch.
 """
 
 from __future__ import annotations
