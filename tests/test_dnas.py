@@ -309,6 +309,14 @@ def test_fbnet_params_are_validated():
                                                                      "warmup_epochs": 2}}})
     with pytest.raises(ConfigError, match="T > 0"):
         parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [{"T": -1}]}}})
+    for bad in ({"decode": "nearest"}, {"derive_init": "imagenet"}, {"cost_from": "mean"}, {"schedule": "x"}):
+        with pytest.raises(ConfigError, match="is one of"):
+            parse_recipe({**base, "method": {"name": "fbnet", "params": {"targets": [0.1], **bad}}})
+    from hwnas.search.dnas import FBNetParams
+    from hwnas.search.recipe import load_recipe
+
+    for name in ("fbnet-mnist.yaml", "fbnet-paper-mnist.yaml"):  # the shipped fast and paper recipes are valid
+        FBNetParams(**load_recipe(REPO / "search" / name).method_params)
 
 
 @pytest.mark.slow  # ~10 CPU-s: soft mode runs all 13 candidates of every layer
@@ -335,3 +343,117 @@ def test_soft_mode_the_papers_relaxation_trains_theta_toward_the_budget(table, t
     assert all(torch.isfinite(torch.tensor(t)).all() and len(set(t)) > 1 for t in res.theta)
     uniform = float(cost.expected([torch.full((len(t),), 1.0 / len(t)) for t in res.theta]))
     assert res.history[-1]["expected_cost"] < uniform
+
+
+def _small_cost(cost: CostTable, layers: int) -> CostTable:
+    """The first `layers` layers of a cost table (switches included), small enough to enumerate."""
+    from dataclasses import replace
+
+    sw = cost.switches
+    if sw is not None:
+        sw = replace(sw, layouts=sw.layouts[:layers], at_layer=sw.at_layer[:layers])
+    return CostTable(cost.name, cost.fixed, cost.per_layer[:layers], sw)
+
+
+def test_budget_decode_is_the_most_probable_arch_in_the_window_by_brute_force(table):
+    import itertools
+    import random
+
+    from hwnas.search.dnas.decode import budget_decode
+
+    cost = _small_cost(latency_cost(SPACE, table), 3)
+    assert cost.switches is not None  # the layout-switch states of the dynamic program are exercised
+    rng = random.Random(0)
+    archs = list(itertools.product(*[range(len(r)) for r in cost.per_layer]))
+    for _ in range(4):
+        logp = [[math.log(rng.random()) for _ in r] for r in cost.per_layer]
+        budget = rng.uniform(1.2, 4.0) * cost.of(cost.fastest())
+        def score(idx, logp=logp):
+            return sum(lp[i] for lp, i in zip(logp, idx))
+
+        best = max((a for a in archs if 0.85 * budget <= cost.of(a) <= budget), key=score)
+        got = budget_decode(cost, logp, budget)
+        assert score(got) == pytest.approx(score(best)) and 0.85 * budget <= cost.of(got) <= budget * 1.002
+    # below the fastest arch nothing fits: the fastest arch; an empty window relaxes to <= budget
+    assert budget_decode(cost, logp, 0.5 * cost.of(cost.fastest())) == cost.fastest()
+    flat = [[0.0] * len(r) for r in cost.per_layer]
+    assert cost.of(budget_decode(cost, flat, 1.01 * cost.of(cost.fastest()), floor=1.0)) <= 1.01 * cost.of(
+        cost.fastest())
+
+
+def test_the_exported_argmax_follows_the_budget_where_the_mode_does_not(table, tiny):
+    """One trained theta (a strong latency weight: its mode is near the fastest arch), decoded at four
+    budgets: the budget decode's latency follows the budget (rank 1.0, each within 15%); the mode is one arch."""
+    from scipy.stats import spearmanr
+
+    from hwnas.search.dnas import derive
+
+    cost = latency_cost(SPACE, table)
+    res = search_supernet(SPACE, tiny, cost, _fast(), Target(T=0.03, lam=10.0))
+    budgets = [0.03, 0.05, 0.08, 0.11]
+    decoded = [cost.of(SPACE.encode(derive(SPACE, res, 0, 0, cost, t)[0][1])) for t in budgets]
+    modes = {str(derive(SPACE, res, 0, 0)[0][1]) for _ in budgets}
+    assert spearmanr(budgets, decoded).statistic == pytest.approx(1.0)
+    assert all(abs(d - t) <= 0.15 * t for d, t in zip(decoded, budgets)) and len(modes) == 1
+
+
+def test_paper_configuration_samples_the_cost_and_alternates_per_epoch(table, tiny, one_thread):
+    """The paper's settings: the theta loss's cost is the cost of the forward pass's Gumbel sample (with
+    straight-through one-hot weights exactly the sampled arch's table latency), theta steps come as one
+    pass over the arch split after the weight pass, and the multiplicative loss trains theta finitely."""
+    from hwnas.search.dnas.trainer import step_cost
+
+    cost = latency_cost(SPACE, table)
+    theta = [torch.zeros(len(c), requires_grad=True) for c in SPACE.choices]
+    weights = gumbel_weights(theta, 5.0, 1, torch.Generator().manual_seed(0), hard=True)
+    sampled = step_cost(cost, theta, weights, "sample")
+    assert float(sampled.detach()) == pytest.approx(cost.of([int(w.argmax()) for w in weights]), rel=1e-5)
+    sampled.backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in theta)  # straight-through gradient
+    assert float(step_cost(cost, theta, weights, "expected")) != pytest.approx(float(sampled))
+    small = Splits("small", tiny.x_train[:64], tiny.y_train[:64], tiny.x_val, tiny.y_val, tiny.x_test,
+                   tiny.y_test, tiny.num_classes)
+    from dataclasses import replace
+
+    from hwnas.search.dnas import FBNetParams
+    from hwnas.search.recipe import load_recipe
+
+    params = FBNetParams(**load_recipe(REPO / "search" / "fbnet-paper-mnist.yaml").method_params)
+    paper = replace(params.config(0), epochs=2, batch_size=16, arch_fraction=0.5, data_fraction=1.0, device="cpu")
+    assert paper.hard(torch.device("cpu")) is False  # the shipped paper recipe: soft relaxation
+    res = search_supernet(SPACE, small, cost, paper, params.target_list()[1])
+    last = res.history[-1]
+    assert last["theta_steps"] == math.ceil(32 / 16) and math.isfinite(last["theta_loss"])
+    assert all(torch.isfinite(torch.tensor(t)).all() and len(set(t)) > 1 for t in res.theta)
+
+
+def test_fine_tuned_derived_arch_starts_from_the_supernet_weights(table, one_thread):
+    """`derive_init: supernet`: the derived arch's network holds its supernet path's weights, so before any
+    training it is well above chance where the supernet path is, and a fresh network is at chance; the
+    training job gets them as an exact parent of the same arch."""
+    from hwnas.search.dnas.searcher import _FromSupernet, path_model
+    from hwnas.search.problem import TrainJob
+    from hwnas.train.checkpoint import checkpoint_bytes
+    from hwnas.train.trainer import accuracy
+
+    d = load_dataset("mnist5k")
+    data = Splits("part", d.x_train[:1024], d.y_train[:1024], d.x_val[:500], d.y_val[:500], d.x_test[:64],
+                  d.y_test[:64], d.num_classes)
+    cost = latency_cost(SPACE, table)
+    # a dominant latency weight concentrates theta early, so the chosen path gets most weight steps
+    res = search_supernet(SPACE, data, cost, _fast(epochs=5, warmup_epochs=0), Target(T=0.01, lam=100.0))
+    arch = SPACE.decode([max(range(len(p)), key=p.__getitem__) for p in res.probs()])
+    model = path_model(SPACE, res.weights, arch).eval()
+    fresh = SPACE.build(arch).eval()
+    tuned, scratch = accuracy(model, data.x_val, data.y_val), accuracy(fresh, data.x_val, data.y_val)
+    assert tuned > 0.3 and tuned > scratch + 0.15
+
+    class _Problem:
+        def expensive_job(self, arch, parent=None, budget=None):
+            return TrainJob(space=arch.space, arch=str(arch), dataset="digits", train={}, parent=parent)
+
+    job = _FromSupernet(_Problem(), {arch.id: checkpoint_bytes(arch, model)}).expensive_job(arch)
+    start, teacher = job._start_model(arch)
+    assert teacher is None
+    for k, v in start.state_dict().items():
+        torch.testing.assert_close(v, model.state_dict()[k])

@@ -2,16 +2,19 @@
 
 For each target (a latency budget T, or the FBNet loss's beta) a supernet is trained (the warm-up,
 theta frozen, is shared by all targets) and its final distribution gives the derived archs: the
-argmax and `samples` draws. All derived archs then become trials of the same run through
-`run_search` with a fixed list of proposals: each is trained from scratch at the recipe's `train`
-fidelity by the normal TrainJob path (not fine-tuned from supernet weights), so the journal, weights,
-resume and `hwnas show / report / export` work as for any other run. The per-epoch choice
-probabilities of every target go to the run info (`info.dnas`) for the report's heatmaps.
+argmax (for a budget target by default the budget-constrained decode, `decode.py`, else the mode of
+theta) and `samples` draws. All derived archs then become trials of the same run through
+`run_search` with a fixed list of proposals: each is trained at the recipe's `train` fidelity by the
+normal TrainJob path, from scratch or (`derive_init: supernet`) from its supernet path's weights, so
+the journal, weights, resume and `hwnas show / report / export` work as for any other run. The
+per-epoch choice probabilities of every target go to the run info (`info.dnas`) for the report's
+heatmaps.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import tempfile
 import time
@@ -21,12 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import ConfigError
-from hwnas.search.dnas.cost import COSTS, make_cost
+from hwnas.search.dnas.cost import COSTS, CostTable, make_cost
+from hwnas.search.dnas.decode import DECODES, budget_decode
 from hwnas.search.dnas.trainer import CHECKPOINT, SupernetConfig, SupernetResult, Target, search_supernet
 from hwnas.search.searchers import Searcher
 from hwnas.search.strategies.base import Strategy
 from hwnas.spaces import Arch, SearchSpace
+from hwnas.train.checkpoint import checkpoint_bytes
 
+INITS = ("scratch", "supernet")
+RETRAIN = {"scratch": "derived archs are trained from scratch at the recipe's train fidelity",
+           "supernet": "derived archs are fine-tuned from their supernet path's weights at the recipe's train fidelity"}
 _TARGET_KEYS = {f.name for f in fields(Target)}
 _CONFIG_KEYS = {f.name for f in fields(SupernetConfig)} - {"seed"}
 
@@ -43,6 +51,9 @@ class FBNetParams:
     alpha: float = 0.2
     beta: float = 0.6
     samples: int = 1  # K draws of each target's final distribution, besides its argmax
+    decode: str = "budget"  # the argmax of a budget target: "budget" (budget_decode) or "mode" (FBNet's)
+    decode_floor: float = 0.85  # budget decode: the arch's cost in [decode_floor * T, T] when one is there
+    derive_init: str = "scratch"  # derived archs trained from "scratch" or fine-tuned from the "supernet"
     table_device: str | None = None  # device spec the latency table must be for (refused otherwise)
     epochs: int = SupernetConfig.epochs
     warmup_epochs: int = SupernetConfig.warmup_epochs
@@ -58,6 +69,8 @@ class FBNetParams:
     noise: str = SupernetConfig.noise
     arch_fraction: float = SupernetConfig.arch_fraction
     data_fraction: float = SupernetConfig.data_fraction
+    cost_from: str = SupernetConfig.cost_from
+    schedule: str = SupernetConfig.schedule
     device: str = SupernetConfig.device
 
     def __post_init__(self) -> None:
@@ -67,6 +80,10 @@ class FBNetParams:
             raise ConfigError("fbnet needs `targets:` a list, e.g. [0.05, 0.08, 0.11, 0.14] (latency budgets in ms)")
         if self.samples < 0:
             raise ConfigError("fbnet samples must be >= 0")
+        if self.derive_init not in INITS:
+            raise ConfigError(f"fbnet derive_init is one of {', '.join(INITS)}, got {self.derive_init!r}")
+        if self.decode not in DECODES or not 0 <= self.decode_floor <= 1:
+            raise ConfigError(f"fbnet decode is one of {', '.join(DECODES)} and 0 <= decode_floor <= 1")
         self.target_list()
         self.config(0)
 
@@ -109,14 +126,50 @@ class DerivedArchs(Strategy):
         return self._propose(self.queue[self.next - 1])
 
 
-def derive(space: SearchSpace, result: SupernetResult, samples: int, seed: int) -> list[tuple[str, Arch]]:
-    """[("argmax", arch), ("sample", arch) x samples] from a final theta (samples seeded)."""
+def derive(space: SearchSpace, result: SupernetResult, samples: int, seed: int, cost: CostTable | None = None,
+           budget: float | None = None, floor: float = 0.85) -> list[tuple[str, Arch]]:
+    """[("argmax", arch), ("sample", arch) x samples] from a final theta (samples seeded).
+
+    The argmax is the per-layer mode of theta, or with `cost` and `budget` the budget-constrained decode
+    (`budget_decode`: the most probable arch with cost in [floor * budget, budget])."""
     probs = result.probs()
-    out = [("argmax", space.decode([max(range(len(p)), key=p.__getitem__) for p in probs]))]
+    if cost is not None and budget is not None:
+        logp = [[math.log(v) if v > 0 else -math.inf for v in p] for p in probs]
+        out = [("argmax", space.decode(budget_decode(cost, logp, budget, floor)))]
+    else:
+        out = [("argmax", space.decode([max(range(len(p)), key=p.__getitem__) for p in probs]))]
     rng = random.Random(seed)
     for _ in range(samples):
         out.append(("sample", space.decode([rng.choices(range(len(p)), weights=p)[0] for p in probs])))
     return out
+
+
+def path_model(space: SearchSpace, weights: Mapping[str, Any], arch: Arch) -> Any:
+    """`space.build(arch)` holding the supernet weights (`SupernetResult.weights`) of its chosen path."""
+    net = space.supernet()  # type: ignore[attr-defined]
+    net.load_state_dict(dict(weights), strict=True)
+    model = space.build(arch)
+    model.load_state_dict(net.path_state_dict(arch), strict=True)
+    return model
+
+
+class _FromSupernet:
+    """The problem, whose training jobs start derived archs from their supernet path's weights: handed
+    to the job as an exact parent with no morphism (the same arch), so it is fine-tuned, not retrained."""
+
+    def __init__(self, problem: Any, starts: Mapping[str, bytes]) -> None:
+        self._problem, self._starts = problem, dict(starts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._problem, name)
+
+    def expensive_job(self, arch: Arch, parent: Any = None, budget: Any = None) -> Any:
+        from hwnas.search.problem import Parent
+
+        start = self._starts.get(arch.id)
+        if parent is None and start is not None:
+            parent = Parent(start, (), True)
+        return self._problem.expensive_job(arch, parent, budget)
 
 
 class FBNetSearcher(Searcher):
@@ -128,6 +181,7 @@ class FBNetSearcher(Searcher):
     def __init__(self, problem: Any, budget: int, seed: int = 0, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(problem, budget, seed, params)
         self.params: FBNetParams
+        self.starts: dict[str, bytes] = {}  # arch id -> supernet-initialised checkpoint (derive_init: supernet)
         if not hasattr(problem.space, "supernet"):
             raise ConfigError(f"space {problem.space.spec} has no supernet; fbnet searches layer-wise spaces (mobile)")
 
@@ -157,14 +211,20 @@ class FBNetSearcher(Searcher):
         out = []
         for i, target in enumerate(p.target_list()):
             res = search_supernet(space, data, cost, config, target, root / f"target-{i}", start=warm, log=log)
-            derived = derive(space, res, p.samples, seed * 1000 + i)
+            budget = target.T if p.decode == "budget" and target.loss == "budget" else None
+            derived = derive(space, res, p.samples, seed * 1000 + i, cost, budget, p.decode_floor)
+            mode = [max(range(len(q)), key=q.__getitem__) for q in res.probs()]
+            if p.derive_init == "supernet" and res.weights is not None:
+                for _, a in derived:
+                    self.starts.setdefault(a.id, checkpoint_bytes(a, path_model(space, res.weights, a)))
             out.append({
                 "target": {k: v for k, v in asdict(target).items() if v is not None}, "knob": target.knob,
                 "cost": cost.name, "epochs": res.epochs,
                 # the warm-up is shared; a target's own search cost includes it (its wall time happened once)
                 "search_s": round(res.wall_s, 2), "search_cpu_s": round(res.cpu_s, 2),
                 "own_search_s": round(res.wall_s - warm_s, 2), "own_search_cpu_s": round(res.cpu_s - warm_cpu, 2),
-                "warnings": res.warnings,
+                "warnings": res.warnings, "decode": "budget" if budget is not None else "mode",
+                "mode": {"arch": str(space.decode(mode)), cost.name: round(cost.of(mode), 6)},
                 "derived": [{"kind": k, "arch": str(a), "arch_id": a.id,
                              cost.name: round(cost.of(space.encode(a)), 6)} for k, a in derived],
                 "history": [{"epoch": h["epoch"], "tau": round(h["tau"], 5), "probs": h["probs"],
@@ -193,11 +253,12 @@ class FBNetSearcher(Searcher):
         run.storage.update_run(run.id, info={"dnas": {
             "layers": [list(c) for c in space.choices], "targets": targets,
             "supernet_wall_s": round(supernet_s, 2), "derived_unique": len(archs),
-            "retrain": "derived archs are trained from scratch at the recipe's train fidelity",
+            "retrain": RETRAIN[self.params.derive_init],
         }})
         strategy = DerivedArchs(space, len(self.problem.objectives), list(archs.values()))
         budget = min(self.budget, len(archs))
-        result = run_search(self.problem, strategy, run, budget, executor, resume=resume, on_trial=on_trial)
+        problem = _FromSupernet(self.problem, self.starts) if self.starts else self.problem
+        result = run_search(problem, strategy, run, budget, executor, resume=resume, on_trial=on_trial)
         # the run's wall time includes the supernet searches, not only the retraining of derived archs
         wall = float(run.info.get("search_wall_s", 0.0)) + supernet_s
         run.storage.update_run(run.id, info={"search_wall_s": round(wall, 3)})

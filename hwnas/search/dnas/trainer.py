@@ -2,10 +2,12 @@
 
 Epoch e: tau = tau0 * exp(-decay * e); every weight step samples relaxed choices (Gumbel-softmax)
 and minimises cross-entropy on a train batch; after `warmup_epochs` (theta frozen, uniform paths),
-theta steps on arch-split batches are interleaved so that each epoch passes once over both splits.
-The theta loss is `Target.loss(CE, E_theta[cost])`, the cost being the exact expected cost under
-softmax(theta). An epoch checkpoint (model with theta, both optimizers, RNG states, history) is
-written after every epoch, so a killed search resumes from its last finished epoch.
+theta steps on arch-split batches are interleaved so that each epoch passes once over both splits
+(`schedule: alternate`: the paper's whole weight pass, then the whole theta pass). The theta loss is
+`Target.loss(CE, cost)`, the cost being the exact expected cost under softmax(theta) or (`cost_from:
+sample`, the paper) the cost of the forward pass's Gumbel sample. An epoch checkpoint (model with
+theta, both optimizers, RNG states, history) is written after every epoch, so a killed search
+resumes from its last finished epoch.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ CHECKPOINT = "checkpoint.safetensors"
 MODES = ("auto", "hard", "soft")
 NOISE = ("sample", "batch")
 LOSSES = ("budget", "fbnet")
+COST_FROM = ("expected", "sample")
+SCHEDULES = ("interleaved", "alternate")
 UNITS = {"latency_ms": US_PER_MS, "flops": 1.0, "params": 1.0}  # fbnet loss: log1p(cost * unit)
 
 
@@ -66,6 +70,12 @@ class SupernetConfig:
     noise: str = "batch"  # hard mode: one Gumbel draw per batch ("sample": per sample, slower)
     arch_fraction: float = 0.2
     data_fraction: float = 1.0
+    # the theta loss's cost: "expected" under softmax(theta), or "sample": of the same Gumbel sample as the
+    # forward pass (the paper; straight-through in hard mode)
+    cost_from: str = "expected"
+    # "interleaved": theta steps spread over the weight steps of an epoch; "alternate": the paper's epoch of
+    # weight steps over the weight split, then theta steps over the arch split
+    schedule: str = "interleaved"
     seed: int = 0
     device: str = "auto"
 
@@ -74,6 +84,9 @@ class SupernetConfig:
             raise ConfigError("fbnet needs epochs >= 1 and 0 <= warmup_epochs < epochs")
         if self.mode not in MODES or self.noise not in NOISE:
             raise ConfigError(f"fbnet mode is one of {', '.join(MODES)} and noise one of {', '.join(NOISE)}")
+        if self.cost_from not in COST_FROM or self.schedule not in SCHEDULES:
+            raise ConfigError(f"fbnet cost_from is one of {', '.join(COST_FROM)} and schedule one of "
+                              f"{', '.join(SCHEDULES)}")
         if not 0 < self.arch_fraction < 1 or not 0 < self.data_fraction <= 1:
             raise ConfigError("fbnet needs 0 < arch_fraction < 1 and 0 < data_fraction <= 1")
         if min(self.lr, self.theta_lr, self.tau0, self.batch_size) <= 0 or self.tau_decay < 0:
@@ -115,7 +128,7 @@ class Target:
 
 @dataclass
 class SupernetResult:
-    """Final theta (per layer logits), per-epoch history and cost."""
+    """Final theta (per layer logits), per-epoch history and cost, and the supernet's final weights."""
 
     theta: list[list[float]]
     history: list[dict[str, Any]]
@@ -123,6 +136,7 @@ class SupernetResult:
     wall_s: float
     cpu_s: float
     warnings: list[str] = field(default_factory=list)
+    weights: dict[str, torch.Tensor] | None = None  # the supernet's state dict (CPU), for `path_model`
 
     def probs(self) -> list[list[float]]:
         return [torch.softmax(torch.tensor(t), 0).tolist() for t in self.theta]
@@ -185,7 +199,7 @@ def search_supernet(
     return SupernetResult(
         theta=[t.detach().cpu().tolist() for t in net.theta], history=history, epochs=epoch,
         wall_s=prior_wall + time.perf_counter() - wall0, cpu_s=prior_cpu + time.process_time() - cpu0,
-        warnings=warnings,
+        warnings=warnings, weights={k: v.detach().cpu() for k, v in net.state_dict().items()},
     )
 
 
@@ -255,12 +269,16 @@ class _Search:
         ow = torch.randperm(nw, generator=self.gen).to(self.dev)
         oa = torch.randperm(na, generator=self.gen).to(self.dev)
         ce_sum, tl_sum, n_theta = 0.0, 0.0, 0
+        alternate = config.schedule == "alternate"
         for s in range(steps_w):
             ce_sum += self.weight_step(ow[s * bs:(s + 1) * bs], tau, epoch)
-            if search and (s + 1) * steps_a // steps_w > s * steps_a // steps_w:
+            if search and not alternate and (s + 1) * steps_a // steps_w > s * steps_a // steps_w:
                 a = s * steps_a // steps_w
                 tl_sum += self.theta_step(oa[a * bs:(a + 1) * bs], tau, epoch)
                 n_theta += 1
+        for a in range(steps_a if search and alternate else 0):
+            tl_sum += self.theta_step(oa[a * bs:(a + 1) * bs], tau, epoch)
+            n_theta += 1
         rec = {"epoch": epoch, "tau": tau, "lr": lr, "searching": search, "train_ce": ce_sum / steps_w,
                "theta_loss": tl_sum / n_theta if n_theta else None, "theta_steps": n_theta}
         return self.summary(rec, e_wall, e_cpu)
@@ -276,11 +294,11 @@ class _Search:
         return float(ce.detach())
 
     def theta_step(self, jdx: torch.Tensor, tau: float, epoch: int) -> float:
-        """One Adam step of theta on the target's loss (CE on an arch batch, expected cost); its loss."""
+        """One Adam step of theta on the target's loss (CE on an arch batch, cost per `cost_from`); its loss."""
         theta = list(self.net.theta)
         weights = gumbel_weights(theta, tau, self.rows(len(jdx)), self.gen, self.hard)
         ce_a = F.cross_entropy(self.net(self.x_a[jdx], weights, self.hard), self.y_a[jdx])
-        lat = self.cost.expected([torch.softmax(t, 0) for t in theta])
+        lat = step_cost(self.cost, theta, weights, self.config.cost_from)
         loss = self.target.loss_of(ce_a, lat, self.cost.name)  # type: ignore[union-attr]
         _check(loss, "architecture", epoch, tau, self.path)
         grads = torch.autograd.grad(loss, theta)
@@ -303,9 +321,19 @@ class _Search:
         }
 
 
+def step_cost(cost: CostTable, theta: list[torch.Tensor], weights: list[torch.Tensor], cost_from: str) -> torch.Tensor:
+    """The cost term of a theta step: E_softmax(theta)[cost] ("expected"), or the cost of the Gumbel
+    weights of the forward pass ("sample"; averaged over their rows: with one-hot straight-through weights
+    the sampled arch's exact table cost, gradient through the relaxed weights)."""
+    if cost_from == "sample":
+        return cost.expected([w.mean(0) for w in weights])
+    return cost.expected([torch.softmax(t, 0) for t in theta])
+
+
 def _warm_key(config: dict[str, Any]) -> dict[str, Any]:
     """The settings a shared warm-up depends on (theta is frozen there, so not theta's)."""
-    return {k: v for k, v in config.items() if k not in ("theta_lr", "theta_weight_decay")}
+    theta_only = ("theta_lr", "theta_weight_decay", "cost_from", "schedule")
+    return {k: v for k, v in config.items() if k not in theta_only}
 
 
 def _check(value: torch.Tensor, what: str, epoch: int, tau: float, path: Path | None) -> None:
