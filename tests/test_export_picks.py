@@ -103,7 +103,7 @@ def test_cli_bad_inputs_give_one_clear_line(stored_run, tmp_path, capsys):
         (["--run", "picks", "--storage", db], "exactly one of --pick"),
         (["--pick", "knee", "--space", "mobile"], "--pick needs --run"),
         (["--space", "mobile", "--arch", "k9_e1"], "mobile:mnist archs have 7 positions"),
-        (["--space", "mobile", "--arch", SPACE.sample(0).text, "--format", "tflite"], "valid: onnx, tensorrt"),
+        (["--space", "mobile", "--arch", SPACE.sample(0).text, "--format", "tflite"], "valid: executorch, litert, onnx, tensorrt"),
         (["--space", "mobile", "--arch", SPACE.sample(0).text, "--weights", str(tmp_path / "x.pt")], "does not exist"),
         (["--run", "picks", "--storage", db, "--pick", "knee", "--recipe", "nope"], "no export recipe 'nope'"),
     ]
