@@ -134,7 +134,7 @@ def test_surrogate_resumes_from_told_results_only(bench):
         nxt.append(arch.id)
         fresh.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
     assert not told & set(nxt) and len(set(nxt)) == 30
-    assert fresh.n_model == 30  # no second initial design: the told results are the design
+    assert fresh.n_model == 30  # no second initial design: the told results are the design (model scores all)
 
 
 def test_normal_scores_are_monotone_and_invert_on_the_results():
@@ -195,3 +195,25 @@ def test_blas_limit_covers_libraries_loaded_after_it(tmp_path):
     env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": "4"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_untrusted_model_searches_around_the_front(bench):
+    """With trust 0 (the model ranks the good results no better than chance) an ask proposes an unexplored
+    one-gene neighbour of a current front member; with `explore` off it never counts an exploring ask."""
+    from hwnas.pareto import non_dominated_mask
+
+    strat = make_strategy("default", bench.space, 2, 2)
+    for _ in range(30):
+        arch = strat.ask()
+        strat.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
+    ids, F = strat.feasible()
+    front = [strat.archs[i].genes for i, m in zip(ids, non_dominated_mask(F)) if m]
+    strat.trust, before = 0.0, strat.n_explored
+    arch = strat.ask()
+    assert strat.n_explored == before + 1 and arch.id not in ids
+    assert any(sum(a != b for a, b in zip(arch.genes, g)) == 1 for g in front)
+    off = make_strategy("default", bench.space, 2, 2, {"explore": False})
+    for _ in range(30):
+        arch = off.ask()
+        off.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
+    assert off.n_explored == 0 and off.params()["explore"] is False
