@@ -134,7 +134,7 @@ def test_surrogate_resumes_from_told_results_only(bench):
         nxt.append(arch.id)
         fresh.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
     assert not told & set(nxt) and len(set(nxt)) == 30
-    assert fresh.n_model == 30  # no second initial design: the told results are the design (model scores all)
+    assert fresh.n_model == 30  # no second initial design: the told results are the design
 
 
 def test_normal_scores_are_monotone_and_invert_on_the_results():
@@ -199,10 +199,10 @@ def test_blas_limit_covers_libraries_loaded_after_it(tmp_path):
 
 def test_untrusted_model_searches_around_the_front(bench):
     """With trust 0 (the model ranks the good results no better than chance) an ask proposes an unexplored
-    one-gene neighbour of a current front member; with `explore` off it never counts an exploring ask."""
+    one-gene neighbour of a current front member; the default (`explore` off) never explores."""
     from hwnas.pareto import non_dominated_mask
 
-    strat = make_strategy("default", bench.space, 2, 2)
+    strat = make_strategy("default", bench.space, 2, 2, {"explore": True})
     for _ in range(30):
         arch = strat.ask()
         strat.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
@@ -212,7 +212,7 @@ def test_untrusted_model_searches_around_the_front(bench):
     arch = strat.ask()
     assert strat.n_explored == before + 1 and arch.id not in ids
     assert any(sum(a != b for a, b in zip(arch.genes, g)) == 1 for g in front)
-    off = make_strategy("default", bench.space, 2, 2, {"explore": False})
+    off = make_strategy("default", bench.space, 2, 2)
     for _ in range(30):
         arch = off.ask()
         off.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))

@@ -33,7 +33,7 @@ class SurrogateSearch(Strategy):
     reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
     Every `extremes`-th model-guided proposal instead minimizes one objective's optimistic value (in
     turn), so the ends of the front, which fix the HV's scale, are found too (0 turns it off).
-    With `explore` (GP only) the search trusts the model as far as it ranks the good results: `trust` is
+    With `explore` (GP only; off by default: tried for issue #22, docs/search.md) the search trusts the model as far as it ranks the good results: `trust` is
     the least, over the modeled objectives, leave-one-out rank correlation among the better half of the
     results (of that objective, in the form used); with probability 1 - trust an ask's candidates are
     instead the unexplored one-gene neighbours of one front member drawn by its crowding distance (the
@@ -50,7 +50,7 @@ class SurrogateSearch(Strategy):
         init_samples: int = 6, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
         refit: int = 1, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
         reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
-        warp: bool = True, explore: bool = True,
+        warp: bool = True, explore: bool = False,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
