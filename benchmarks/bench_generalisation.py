@@ -103,6 +103,11 @@ def score(hv: np.ndarray, budget: int) -> float:
     return float(np.mean([np.median(hv[:, b - 1]) for b in CHECKPOINTS if b <= budget]))
 
 
+def medians(hv: np.ndarray, budget: int) -> dict[str, float]:
+    """Median HV over seeds at each checkpoint (hv: seeds x budget)."""
+    return {str(b): float(np.median(hv[:, b - 1])) for b in CHECKPOINTS if b <= budget}
+
+
 def markdown(table: dict[str, dict[str, dict]], budget: int) -> str:
     """One row per column and strategy: median [q25, q75] HV at each checkpoint, median unique archs."""
     cps = [str(b) for b in CHECKPOINTS if b <= budget]
@@ -129,6 +134,7 @@ def _add_held_out(result: dict, table: dict, tuned: list[dict], problems: list[s
         table[prob][f"{args.strategy} ({label})"] = st
     result.update(grid=[r["params"] for r in tuned], chosen=chosen, grid_scores=[
         {"params": r["params"], "score_per_problem": {c: score(r["hv"][i], args.budget) for i, c in enumerate(problems)},
+         "median_hv_per_problem": {c: medians(r["hv"][i], args.budget) for i, c in enumerate(problems)},
          "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1)} for r in tuned])
 
 

@@ -195,3 +195,25 @@ def test_blas_limit_covers_libraries_loaded_after_it(tmp_path):
     env = {**__import__("os").environ, "OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": "4"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_untrusted_model_searches_around_the_front(bench):
+    """With trust 0 (the model ranks the good results no better than chance) an ask proposes an unexplored
+    one-gene neighbour of a current front member; the default (`explore` off) never explores."""
+    from hwnas.pareto import non_dominated_mask
+
+    strat = make_strategy("default", bench.space, 2, 2, {"explore": True})
+    for _ in range(30):
+        arch = strat.ask()
+        strat.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
+    ids, F = strat.feasible()
+    front = [strat.archs[i].genes for i, m in zip(ids, non_dominated_mask(F)) if m]
+    strat.trust, before = 0.0, strat.n_explored
+    arch = strat.ask()
+    assert strat.n_explored == before + 1 and arch.id not in ids
+    assert any(sum(a != b for a, b in zip(arch.genes, g)) == 1 for g in front)
+    off = make_strategy("default", bench.space, 2, 2)
+    for _ in range(30):
+        arch = off.ask()
+        off.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
+    assert off.n_explored == 0 and off.params()["explore"] is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.errors import ConfigError
-from hwnas.pareto import non_dominated_mask
+from hwnas.pareto import crowding_distance, non_dominated_mask
 from hwnas.search.strategies.base import Strategy
 from hwnas.search.strategies.local import hv_improvement_2d
 from hwnas.search.strategies.warp import NormalScores, blas_single_thread
@@ -33,6 +33,12 @@ class SurrogateSearch(Strategy):
     reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
     Every `extremes`-th model-guided proposal instead minimizes one objective's optimistic value (in
     turn), so the ends of the front, which fix the HV's scale, are found too (0 turns it off).
+    With `explore` (GP only; off by default: tried for issue #22, docs/search.md) the search trusts the model as far as it ranks the good results: `trust` is
+    the least, over the modeled objectives, leave-one-out rank correlation among the better half of the
+    results (of that objective, in the form used); with probability 1 - trust an ask's candidates are
+    instead the unexplored one-gene neighbours of one front member drawn by its crowding distance (the
+    ends count as the largest finite one), so every part of the front is searched around even where the
+    model is wrong about it; the acquisition still picks among them.
     When the problem previews values, only `previewed` random candidates of the pool are previewed
     and scored per ask (a preview may build the network).
     """
@@ -44,7 +50,7 @@ class SurrogateSearch(Strategy):
         init_samples: int = 6, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
         refit: int = 1, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
         reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
-        warp: bool = True,
+        warp: bool = True, explore: bool = False,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
@@ -57,7 +63,9 @@ class SurrogateSearch(Strategy):
         self.trees, self.refit, self.kappa = int(trees), int(refit), float(kappa)
         self.model, self.noise, self.reference = model, float(noise), float(reference)
         self.linear, self.extremes, self.previewed = float(linear), int(extremes), int(previewed)
-        self.warp = bool(warp)
+        self.warp, self.explore = bool(warp), bool(explore)
+        self.trust = 1.0  # the model's leave-one-out rank correlation among the good results (see explore)
+        self.n_explored = 0
         self._warps: list[NormalScores | None] = []  # per modeled objective: its warp, None when fitted as is
         self.warped_share: list[float] = []  # per refit, the share of objectives fitted warped
         self.n_model = 0
@@ -180,28 +188,54 @@ class SurrogateSearch(Strategy):
 
     def _fit_outputs(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Fit the model to each objective both as is and warped to normal scores (one GP, shared kernel),
-        and per objective keep the form whose leave-one-out predictions rank the results better."""
-        if self.model != "gp" or not self.warp:
+        per objective keep the form whose leave-one-out predictions rank the results better, and set
+        `trust`: the least leave-one-out rank correlation, over the objectives, among their better half."""
+        if self.model != "gp":
             self._fit(X, Y)
             self._warps = []
             return
-        warps = [NormalScores(y) for y in Y.T]
-        both = np.hstack([Y, np.stack([w.scores for w in warps], axis=1)])
-        self._fit(X, both)
-        rho = self._loo_rank(both)
         m = Y.shape[1]
+        warps = [NormalScores(y) for y in Y.T] if self.warp else []
+        both = np.hstack([Y, np.stack([w.scores for w in warps], axis=1)]) if warps else Y
+        self._fit(X, both)
+        loo = self._loo(both)
+        rho = _spearman(both, loo)
         self._warps = [w if rho[m + j] > rho[j] else None for j, w in enumerate(warps)]
-        self.warped_share.append(np.mean([w is not None for w in self._warps]))
+        if warps:
+            self.warped_share.append(np.mean([w is not None for w in self._warps]))
+        used = [m + j if self._warps and self._warps[j] is not None else j for j in range(m)]
+        good = [(c, both[:, c] <= np.median(both[:, c])) for c in used]
+        rho_good = [float(_spearman(both[g, c:c + 1], loo[g, c:c + 1])[0]) for c, g in good if np.ptp(both[g, c]) > 0]
+        self.trust = float(np.clip(min(rho_good, default=1.0), 0.0, 1.0))  # all tied: nothing to rank
 
-    def _loo_rank(self, Y: np.ndarray) -> np.ndarray:
-        """Spearman correlation of each column of Y with the GP's closed-form leave-one-out means."""
-        from scipy.stats import rankdata
-
+    def _loo(self, Y: np.ndarray) -> np.ndarray:
+        """The GP's closed-form leave-one-out means of each column of Y (in its normalized units)."""
         _, _, Linv, alpha, mu, sd = self._model
-        loo = (Y - mu) / sd - alpha / (Linv * Linv).sum(axis=0)[:, None]
-        r, q = rankdata(Y, axis=0), rankdata(loo, axis=0)
-        r, q = r - r.mean(axis=0), q - q.mean(axis=0)
-        return (r * q).sum(axis=0) / np.sqrt((r * r).sum(axis=0) * (q * q).sum(axis=0) + 1e-12)
+        return (Y - mu) / sd - alpha / (Linv * Linv).sum(axis=0)[:, None]
+
+    def _front_neighbours(self, front_codes: np.ndarray, Zf: np.ndarray) -> np.ndarray | None:
+        """The unexplored one-gene neighbours of one front member drawn by crowding distance (the ends count
+        as the largest finite one); None when every front member's neighbours are explored."""
+        crowd = crowding_distance(Zf)
+        finite = crowd[np.isfinite(crowd)]
+        top = finite.max() if len(finite) and finite.max() > 0 else 1.0
+        weight = np.where(np.isfinite(crowd), crowd, top) + 1e-12
+        for i in self.np_rng.choice(len(front_codes), size=len(front_codes), replace=False, p=weight / weight.sum()):
+            nb = self._neighbours(front_codes[i])
+            nb = nb[np.array([self._key(r) not in self._known for r in nb], dtype=bool)]
+            if len(nb):
+                return nb
+        return None
+
+    def _neighbours(self, codes: np.ndarray) -> np.ndarray:
+        """Every arch that differs from `codes` in exactly one gene."""
+        out = []
+        for g, c in enumerate(self.card):
+            for step in range(1, int(c)):
+                row = codes.copy()
+                row[g] = (row[g] + step) % c
+                out.append(row)
+        return np.array(out, dtype=np.int64)
 
     def _kernel(self, S: np.ndarray, ls: float) -> np.ndarray:
         """Covariance from the share S of equal genes: (1 - linear) exp(-(1 - S) / ls) + linear S."""
@@ -245,7 +279,10 @@ class SurrogateSearch(Strategy):
         lo, hi = F.min(axis=0), F[front].max(axis=0)
         scale = np.where(hi > lo, hi - lo, 1.0)
         Z = (F - lo) / scale
-        pool = self._pool(codes[front])
+        explore = self.explore and self.np_rng.random() >= self.trust  # trust: set by the last fit
+        pool = self._front_neighbours(codes[front], Z[front]) if explore else None
+        explore = pool is not None
+        pool = pool if explore else self._pool(codes[front])
         if not len(pool):
             return self._propose(self._random())
         if self._previewed is None:  # which objectives preview gives is a property of the problem
@@ -266,7 +303,8 @@ class SurrogateSearch(Strategy):
                                      axis=1) if self._warps else opt
         Zf = Z[front]
         self.n_model += 1
-        if self.extremes and self.n_model % self.extremes == 0:  # push one objective's extreme, in turn
+        self.n_explored += explore
+        if self.extremes and not explore and self.n_model % self.extremes == 0:  # one objective's extreme, in turn
             k = (self.n_model // self.extremes) % self.num_objectives
             return self._propose_codes(pool[int(np.argmin(P[:, k]))])
         eps = np.min(np.max(P[:, None, :] - Zf[None, :, :], axis=2), axis=1)
@@ -284,5 +322,14 @@ class SurrogateSearch(Strategy):
             "trees": self.trees, "refit": self.refit, "kappa": self.kappa, "model": self.model,
             "noise": self.noise, "reference": self.reference,
             "linear": self.linear, "extremes": self.extremes,
-            "previewed": self.previewed, "warp": self.warp,
+            "previewed": self.previewed, "warp": self.warp, "explore": self.explore,
         }
+
+
+def _spearman(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of each column of A with the same column of B."""
+    from scipy.stats import rankdata
+
+    r, q = rankdata(A, axis=0), rankdata(B, axis=0)
+    r, q = r - r.mean(axis=0), q - q.mean(axis=0)
+    return (r * q).sum(axis=0) / np.sqrt((r * r).sum(axis=0) * (q * q).sum(axis=0) + 1e-12)
