@@ -1,4 +1,4 @@
-"""Model-guided multi-objective search: a small tree ensemble predicts what needs training, HVI picks."""
+"""Model-guided multi-objective search: a Gaussian process predicts what needs training, optimistic HVI picks."""
 
 from __future__ import annotations
 
