@@ -158,3 +158,41 @@ def test_kill_9_then_resume_keeps_lineage_and_shows_it(tmp_path, capsys):
     assert main(["report", "k", "--storage", url, "--out", str(tmp_path / "rep.md")]) == 0
     report = (tmp_path / "rep.md").read_text()
     assert "## Lineage" in report and "n_pc" in report and "distill" in report
+
+
+def _told(problem, strategy, prop) -> None:
+    from hwnas.objectives import minimized
+
+    strategy.tell(prop.arch, minimized(problem.objectives, problem.cheap(prop.arch)))
+
+
+def test_steady_state_proposes_a_child_whenever_a_worker_frees_up():
+    # two workers: while one child trains, the other worker gets the next child at once
+    problem = ArchProblem("mobile", ["params", "latency_ms"], (), TABLE)
+    s = make_strategy("lemonade", problem.space, 2, 0, {"init_size": 2, "n_pc": 12})
+    s.attach(problem.objectives, problem.preview)
+    a, b = s.ask(), s.ask()
+    assert a.parent is None and b.parent is None
+    assert s.ask() is None  # the initial population is training, none of it told: nothing to mutate yet
+    _told(problem, s, a)
+    c = s.ask()  # b still training: a child of the population as it stands (only a)
+    assert c is not None and c.parent == a.arch.id and c.operators
+    d = s.ask()  # b and c still training
+    assert d is not None and d.parent in (a.arch.id, c.arch.id) and d.arch.id != c.arch.id
+    _told(problem, s, c)
+    e = s.ask()
+    assert e is not None and e.parent is not None
+
+
+def test_generational_mode_waits_for_each_generation():
+    problem = ArchProblem("mobile", ["params", "latency_ms"], (), TABLE)
+    s = make_strategy("lemonade", problem.space, 2, 0, {"init_size": 2, "n_pc": 12, "n_ac": 2, "steady": False})
+    s.attach(problem.objectives, problem.preview)
+    for p in (s.ask(), s.ask()):
+        _told(problem, s, p)
+    kids = [s.ask(), s.ask()]
+    assert all(k.parent is not None for k in kids)
+    _told(problem, s, kids[0])
+    assert s.ask() is None  # the generation's second child is still training
+    _told(problem, s, kids[1])
+    assert s.ask().parent is not None
