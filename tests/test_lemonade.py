@@ -196,3 +196,58 @@ def test_generational_mode_waits_for_each_generation():
     assert s.ask() is None  # the generation's second child is still training
     _told(problem, s, kids[1])
     assert s.ask().parent is not None
+
+
+class _SimExecutor:
+    """Two simulated workers on a virtual clock: a job's result comes back after a random duration."""
+
+    def __init__(self, workers: int, seed: int) -> None:
+        import random
+
+        self.workers, self.rng, self.now, self.busy = workers, random.Random(seed), 0.0, 0.0
+        self.running: list[tuple[float, str, object]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self.running)
+
+    def has_capacity(self) -> bool:
+        return self.pending < self.workers
+
+    def submit(self, key, job) -> None:
+        duration = self.rng.uniform(1.0, 3.0)
+        self.busy += duration
+        self.running.append((self.now + duration, key, job()))
+
+    def wait(self):
+        from hwnas.execution.base import Outcome
+
+        self.running.sort(key=lambda r: r[0])
+        end, key, result = self.running.pop(0)
+        self.now = end
+        return [Outcome(key, result)]
+
+
+class _SimProblem(ArchProblem):
+    """mobile:mnist with the real cheap objectives and a made-up accuracy instead of training."""
+
+    def expensive_job(self, arch, parent=None, budget=None):
+        acc = (hash(arch.id) % 1000) / 1000
+        return lambda: {"values": {"accuracy": acc}, "weights": b"w"}
+
+
+def _simulated_utilization(steady: bool, seed: int) -> float:
+    problem = _SimProblem("mobile", ["accuracy", "latency_ms"], (), TABLE)
+    run = MemoryStorage().create_run("u", problem.objectives, {}, {})
+    ex = _SimExecutor(2, seed)
+    strategy = make_strategy("lemonade", problem.space, 2, seed, {"steady": steady, "n_pc": 16})
+    run_search(problem, strategy, run, 46, executor=ex)  # 6 initial + 5 generations of 8
+    assert len(run.trials("COMPLETE")) == 46
+    return ex.busy / (2 * ex.now)
+
+
+def test_steady_state_keeps_both_workers_busy_where_generations_idle_one():
+    steady = [_simulated_utilization(True, s) for s in range(3)]
+    gen = [_simulated_utilization(False, s) for s in range(3)]
+    assert min(steady) >= 0.95  # idle only while the last job of the budget runs alone
+    assert all(s > g for s, g in zip(steady, gen))

@@ -41,7 +41,8 @@ class Lemonade(Strategy):
     1. Initial population: the `init_size` smallest of `8 * init_size` random archs (by the recipe's
        cheap objectives), trained from scratch with the recipe's budget.
     2. The population is the non-dominated set of everything told so far (all objectives), updated as
-       each result is told. Each ask makes `n_pc` candidate children by applying 1..`max_operators`
+       each result is told. Each ask makes `n_pc / n_ac` candidate children (the generational ratio of
+       candidates to accepted children) by applying 1..`max_operators`
        random morphisms to parents sampled with probability proportional to the inverse KDE density of
        the population's cheap objectives (`self.preview`: params, MACs, table latency, ...; log scale).
        An operator is approximate with probability `approx_prob` (when the arch has one), else exact.
@@ -93,11 +94,11 @@ class Lemonade(Strategy):
                     return None
                 self._queue = self._init()
             elif self.steady:
-                self._queue = self._children(1)
+                self._queue = self._children(max(1, round(self.n_pc / self.n_ac)), 1)
             elif self._outstanding:
                 return None  # generational: wait for this generation's children
             else:
-                self._queue = self._children(self.n_ac)
+                self._queue = self._children(self.n_pc, self.n_ac)
         prop = self._queue.pop(0)
         self._propose(prop.arch)
         self._outstanding.add(prop.arch.id)
@@ -170,14 +171,14 @@ class Lemonade(Strategy):
             arch = self.morphisms.apply_arch(arch, [op])
         return arch, ops
 
-    def _children(self, n_ac: int) -> list[Proposal]:
-        """`n_ac` children accepted from `n_pc` candidates of the current population."""
+    def _children(self, n_pc: int, n_ac: int) -> list[Proposal]:
+        """`n_ac` children accepted from `n_pc` candidates made from the current population."""
         ids, _ = self.front()
         parents = [self.archs[i] for i in ids]
         P = self._matrix(parents)
         parent_w = inverse_density_weights(P, P, self.bandwidth)
         cands: dict[str, tuple[Arch, str, list[str]]] = {}
-        for _ in range(self.n_pc):
+        for _ in range(n_pc):
             parent = parents[self._draw(parent_w, 1)[0]]
             child, ops = self._mutate(parent)
             if ops and child.id not in self.asked and child.id not in cands:
