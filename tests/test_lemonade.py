@@ -158,3 +158,96 @@ def test_kill_9_then_resume_keeps_lineage_and_shows_it(tmp_path, capsys):
     assert main(["report", "k", "--storage", url, "--out", str(tmp_path / "rep.md")]) == 0
     report = (tmp_path / "rep.md").read_text()
     assert "## Lineage" in report and "n_pc" in report and "distill" in report
+
+
+def _told(problem, strategy, prop) -> None:
+    from hwnas.objectives import minimized
+
+    strategy.tell(prop.arch, minimized(problem.objectives, problem.cheap(prop.arch)))
+
+
+def test_steady_state_proposes_a_child_whenever_a_worker_frees_up():
+    # two workers: while one child trains, the other worker gets the next child at once
+    problem = ArchProblem("mobile", ["params", "latency_ms"], (), TABLE)
+    s = make_strategy("lemonade", problem.space, 2, 0, {"init_size": 2, "n_pc": 12})
+    s.attach(problem.objectives, problem.preview)
+    a, b = s.ask(), s.ask()
+    assert a.parent is None and b.parent is None
+    assert s.ask() is None  # the initial population is training, none of it told: nothing to mutate yet
+    _told(problem, s, a)
+    c = s.ask()  # b still training: a child of the population as it stands (only a)
+    assert c is not None and c.parent == a.arch.id and c.operators
+    d = s.ask()  # b and c still training
+    assert d is not None and d.parent in (a.arch.id, c.arch.id) and d.arch.id != c.arch.id
+    _told(problem, s, c)
+    e = s.ask()
+    assert e is not None and e.parent is not None
+
+
+def test_generational_mode_waits_for_each_generation():
+    problem = ArchProblem("mobile", ["params", "latency_ms"], (), TABLE)
+    s = make_strategy("lemonade", problem.space, 2, 0, {"init_size": 2, "n_pc": 12, "n_ac": 2, "steady": False})
+    s.attach(problem.objectives, problem.preview)
+    for p in (s.ask(), s.ask()):
+        _told(problem, s, p)
+    kids = [s.ask(), s.ask()]
+    assert all(k.parent is not None for k in kids)
+    _told(problem, s, kids[0])
+    assert s.ask() is None  # the generation's second child is still training
+    _told(problem, s, kids[1])
+    assert s.ask().parent is not None
+
+
+class _SimExecutor:
+    """Two simulated workers on a virtual clock: a job's result comes back after a random duration."""
+
+    def __init__(self, workers: int, seed: int) -> None:
+        import random
+
+        self.workers, self.rng, self.now, self.busy = workers, random.Random(seed), 0.0, 0.0
+        self.running: list[tuple[float, str, object]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self.running)
+
+    def has_capacity(self) -> bool:
+        return self.pending < self.workers
+
+    def submit(self, key, job) -> None:
+        duration = self.rng.uniform(1.0, 3.0)
+        self.busy += duration
+        self.running.append((self.now + duration, key, job()))
+
+    def wait(self):
+        from hwnas.execution.base import Outcome
+
+        self.running.sort(key=lambda r: r[0])
+        end, key, result = self.running.pop(0)
+        self.now = end
+        return [Outcome(key, result)]
+
+
+class _SimProblem(ArchProblem):
+    """mobile:mnist with the real cheap objectives and a made-up accuracy instead of training."""
+
+    def expensive_job(self, arch, parent=None, budget=None):
+        acc = (hash(arch.id) % 1000) / 1000
+        return lambda: {"values": {"accuracy": acc}, "weights": b"w"}
+
+
+def _simulated_utilization(steady: bool, seed: int) -> float:
+    problem = _SimProblem("mobile", ["accuracy", "latency_ms"], (), TABLE)
+    run = MemoryStorage().create_run("u", problem.objectives, {}, {})
+    ex = _SimExecutor(2, seed)
+    strategy = make_strategy("lemonade", problem.space, 2, seed, {"steady": steady, "n_pc": 16})
+    run_search(problem, strategy, run, 46, executor=ex)  # 6 initial + 5 generations of 8
+    assert len(run.trials("COMPLETE")) == 46
+    return ex.busy / (2 * ex.now)
+
+
+def test_steady_state_keeps_both_workers_busy_where_generations_idle_one():
+    steady = [_simulated_utilization(True, s) for s in range(3)]
+    gen = [_simulated_utilization(False, s) for s in range(3)]
+    assert min(steady) >= 0.95  # idle only while the last job of the budget runs alone
+    assert all(s > g for s, g in zip(steady, gen))

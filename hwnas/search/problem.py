@@ -148,11 +148,23 @@ class TrainJob:
             from hwnas.train.distill import DistillHook
 
             hooks.append(DistillHook(teacher, **{k: float(v) for k, v in self.distill.items()}))
-        model, result = train_arch(arch, self.dataset, TrainConfig(**dict(self.train)), model=model, hooks=hooks)
+        train = dict(self.train)
+        front, own = train.pop("halving_front", ()), train.pop("halving_own", ())  # from the runner
+        config = TrainConfig(**train)
+        halving = None
+        if 0 < config.halving_rung < config.epochs:
+            from hwnas.train.halving import HalvingHook
+            from hwnas.train.trainer import splits_for
+
+            halving = HalvingHook(splits_for(arch, self.dataset), config.halving_rung, config.halving_margin, front, own)
+            hooks.append(halving)
+        model, result = train_arch(arch, self.dataset, config, model=model, hooks=hooks)
         extras = {
             "test_accuracy": result.test_accuracy, "train_loss": result.train_loss,
             "train_wall_s": round(result.wall_s, 3), "epochs": result.epochs,
         }
+        if halving is not None:
+            extras.update(rung_accuracy=halving.rung_accuracy, halved=halving.stop)
         weights = None
         if self.keep_weights:
             name = self.dataset if isinstance(self.dataset, str) else getattr(self.dataset, "name", "custom")

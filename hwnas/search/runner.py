@@ -144,6 +144,16 @@ class _Loop:
             raise StorageError(f"parent checkpoint missing: {what} has no saved weights to inherit")
         return Parent(data, trial.lineage.operators, trial.lineage.exact)
 
+    def _budget(self, trial: Trial, cheap: dict[str, float]) -> dict:
+        """The trial's budget; with successive halving (train.halving_rung) also the (rung accuracy, minimized
+        cheap values) of the trials trained so far and this arch's own cheap values (hwnas.train.halving)."""
+        if not getattr(self.problem, "train", {}).get("halving_rung"):
+            return dict(trial.budget)
+        objs = [o for o in self.problem.objectives if o.kind == "cheap"]
+        front = [(t.extras["rung_accuracy"], minimized(objs, t.values)) for t in self.trials.values()
+                 if t.status == "COMPLETE" and t.extras.get("rung_accuracy") is not None]
+        return {**trial.budget, "halving_front": front, "halving_own": minimized(objs, cheap)}
+
     def _start(self, trial: Trial, arch: Arch) -> None:
         """Cheap objectives, constraints, then expensive submission (or completion)."""
         try:
@@ -163,7 +173,7 @@ class _Loop:
         try:
             # only training inherits weights: a problem without expensive objectives never needs them
             parent = self._parent(trial) if self.problem.has_expensive else None
-            job = self.problem.expensive_job(arch, parent, trial.budget)
+            job = self.problem.expensive_job(arch, parent, self._budget(trial, cheap))
         except Exception as exc:  # e.g. a missing parent checkpoint: this child fails, the run goes on
             self._finish(replace(trial, status="FAILED", values=cheap, error=f"{type(exc).__name__}: {exc}"), arch)
             return

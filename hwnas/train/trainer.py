@@ -32,8 +32,12 @@ class TrainConfig:
     data_fraction: float = 1.0  # share of the training split used (a cheap fidelity)
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    halving_rung: int = 0  # successive halving: after this epoch a clearly dominated candidate stops (0: off)
+    halving_margin: float = 0.02  # "clearly": another candidate had >= this much more accuracy at the rung
 
     def __post_init__(self) -> None:
+        if self.halving_rung < 0 or self.halving_margin < 0:
+            raise HwnasError("training needs halving_rung >= 0 (0: off) and halving_margin >= 0")
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.data_fraction <= 1 or self.lr <= 0:
             raise HwnasError(
                 "training needs epochs >= 1, batch_size >= 1, lr > 0 and 0 < data_fraction <= 1"
@@ -73,6 +77,7 @@ class TrainHook:
         return None
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        """Called after each epoch; a hook whose `stop` attribute is then True ends training there."""
         return None
 
 
@@ -177,7 +182,7 @@ def train_model(
 
         epochs = tqdm(epochs, desc="train", unit="epoch")
     loss = torch.tensor(0.0)
-    step = 0
+    step = done = 0
     for epoch in epochs:
         model.train()
         for hook in hooks:
@@ -191,12 +196,15 @@ def train_model(
                 hook.after_step(model, step)
         for hook in hooks:
             hook.on_epoch_end(model, epoch)
+        done = epoch + 1
+        if any(getattr(hook, "stop", False) for hook in hooks):  # e.g. successive halving (hwnas.train.halving)
+            break
     recalibrate_bn(model, x_train)
     return TrainResult(
         val_accuracy=accuracy(model, data.x_val, data.y_val),
         test_accuracy=accuracy(model, data.x_test, data.y_test),
         train_loss=float(loss.detach()),
-        epochs=config.epochs,
+        epochs=done,
         wall_s=time.perf_counter() - start,
     )
 

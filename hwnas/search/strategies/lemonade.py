@@ -36,22 +36,26 @@ def inverse_density_weights(points: np.ndarray, queries: np.ndarray, bandwidth: 
 
 
 class Lemonade(Strategy):
-    """LEMONADE, generation by generation (each generation's accepted children trained in parallel):
+    """LEMONADE, steady state (a child is proposed whenever a worker frees up):
 
     1. Initial population: the `init_size` smallest of `8 * init_size` random archs (by the recipe's
        cheap objectives), trained from scratch with the recipe's budget.
-    2. Each generation: the population is the non-dominated set of everything trained so far (all
-       objectives). `n_pc` children are made by applying 1..`max_operators` random morphisms to
-       parents sampled with probability proportional to the inverse KDE density of the population's
-       cheap objectives (`self.preview`: params, MACs, table latency, ...; log scale). An operator is
-       approximate with probability `approx_prob` (when the arch has one), else exact.
-    3. The children's cheap objectives are computed without training; `n_ac` of them are accepted by
-       inverse density again and trained for `child_epochs` from their parent's morphed weights.
+    2. The population is the non-dominated set of everything told so far (all objectives), updated as
+       each result is told. Each ask makes `n_pc / n_ac` candidate children (the generational ratio of
+       candidates to accepted children) by applying 1..`max_operators`
+       random morphisms to parents sampled with probability proportional to the inverse KDE density of
+       the population's cheap objectives (`self.preview`: params, MACs, table latency, ...; log scale).
+       An operator is approximate with probability `approx_prob` (when the arch has one), else exact.
+    3. The candidates' cheap objectives are computed without training; one is accepted by inverse
+       density over the population and the children still training (so two free workers are not given
+       near-copies) and trained for `child_epochs` from its parent's morphed weights.
+    `steady: false` restores the paper's generations: `n_ac` children accepted per generation, and
+    `ask` returns None until all of them are told (one worker idles at each generation's tail).
     `bandwidth` is the KDE bandwidth in units of the population's range per objective. Without cheap
     previews (a tabular benchmark) every density is equal and sampling is uniform.
-    `ask` returns None while accepted children of the current generation are still training.
-    On resume the trained archs told from the journal are the population: the next generation makes
-    children of their non-dominated set (parents are referenced by arch id, whose trial holds the weights).
+    `ask` returns None only while the initial population is training and none of it is told yet.
+    On resume the trained archs told from the journal are the population: the next ask makes children
+    of their non-dominated set (parents are referenced by arch id, whose trial holds the weights).
     """
 
     name = "lemonade"
@@ -59,7 +63,7 @@ class Lemonade(Strategy):
     def __init__(
         self, space: SearchSpace, num_objectives: int, seed: int = 0, *,
         init_size: int = 6, n_pc: int = 64, n_ac: int = 8, max_operators: int = 3, approx_prob: float = 0.3,
-        bandwidth: float = 0.2, child_epochs: int = 1,
+        bandwidth: float = 0.2, child_epochs: int = 1, steady: bool = True,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         morphisms = space.morphisms()
@@ -77,8 +81,7 @@ class Lemonade(Strategy):
         self.morphisms = morphisms
         self.init_size, self.n_pc, self.n_ac = int(init_size), int(n_pc), int(n_ac)
         self.max_operators, self.approx_prob = int(max_operators), float(approx_prob)
-        self.bandwidth, self.child_epochs = float(bandwidth), int(child_epochs)
-        self.generation = -1
+        self.bandwidth, self.child_epochs, self.steady = float(bandwidth), int(child_epochs), bool(steady)
         self._queue: list[Proposal] = []
         self._outstanding: set[str] = set()
         self._cheap: dict[str, tuple[float, ...]] = {}
@@ -86,10 +89,16 @@ class Lemonade(Strategy):
     # -- ask / tell --------------------------------------------------------------------------
     def ask(self) -> Proposal | None:
         if not self._queue:
-            if self._outstanding:
-                return None  # wait for this generation's children
-            self.generation += 1
-            self._queue = self._children() if self.front()[0] else self._init()  # a resumed run: children
+            if not self.front()[0]:  # no population yet: the initial one (again, if all of it failed)
+                if self._outstanding:
+                    return None
+                self._queue = self._init()
+            elif self.steady:
+                self._queue = self._children(max(1, round(self.n_pc / self.n_ac)), 1)
+            elif self._outstanding:
+                return None  # generational: wait for this generation's children
+            else:
+                self._queue = self._children(self.n_pc, self.n_ac)
         prop = self._queue.pop(0)
         self._propose(prop.arch)
         self._outstanding.add(prop.arch.id)
@@ -162,13 +171,14 @@ class Lemonade(Strategy):
             arch = self.morphisms.apply_arch(arch, [op])
         return arch, ops
 
-    def _children(self) -> list[Proposal]:
+    def _children(self, n_pc: int, n_ac: int) -> list[Proposal]:
+        """`n_ac` children accepted from `n_pc` candidates made from the current population."""
         ids, _ = self.front()
         parents = [self.archs[i] for i in ids]
         P = self._matrix(parents)
         parent_w = inverse_density_weights(P, P, self.bandwidth)
         cands: dict[str, tuple[Arch, str, list[str]]] = {}
-        for _ in range(self.n_pc):
+        for _ in range(n_pc):
             parent = parents[self._draw(parent_w, 1)[0]]
             child, ops = self._mutate(parent)
             if ops and child.id not in self.asked and child.id not in cands:
@@ -176,15 +186,18 @@ class Lemonade(Strategy):
         if not cands:  # every child was seen before: widen the search with a fresh random arch
             return [Proposal(self._random())]
         kids = list(cands.values())
-        w = inverse_density_weights(P, self._matrix([c for c, _, _ in kids]), self.bandwidth)
+        pending = [self.archs[i] for i in sorted(self._outstanding)]
+        w = inverse_density_weights(self._matrix(parents + pending), self._matrix([c for c, _, _ in kids]),
+                                    self.bandwidth)
         return [
             Proposal(kids[i][0], parent=kids[i][1], operators=tuple(kids[i][2]),
                      exact=self.morphisms.is_exact(kids[i][2]), budget={"epochs": self.child_epochs})
-            for i in self._draw(w, self.n_ac)
+            for i in self._draw(w, n_ac)
         ]
 
     def params(self) -> dict[str, Any]:
         return {
             "init_size": self.init_size, "n_pc": self.n_pc, "n_ac": self.n_ac, "max_operators": self.max_operators,
             "approx_prob": self.approx_prob, "bandwidth": self.bandwidth, "child_epochs": self.child_epochs,
+            "steady": self.steady,
         }
