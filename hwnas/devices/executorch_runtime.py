@@ -14,12 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.devices.memory import peak_growth
+from hwnas.devices.compiled_run import measure_loaded
 from hwnas.devices.ort_runtime import DeviceUnavailableError, ProfilerError
-from hwnas.devices.timing import Measurement, measurement_lock, summarize, time_runs
+from hwnas.devices.timing import Measurement
 
 EXTRA = "pip install 'hwnas[executorch]'"
-MEMORY_SOURCE = "rss_peak_load_run"  # see hwnas.devices.memory.peak_growth
 
 
 def require_executorch() -> str:
@@ -119,16 +118,8 @@ def executorch_measure(data: bytes, batch_shape: tuple[int, ...], *, threads: in
                        measure_memory: bool = True) -> Measurement:
     """Time a .pte program (inputs bound once, seeded); memory: peak growth over load + first run."""
     x = torch.randn(*batch_shape, generator=torch.Generator().manual_seed(0))
-    with measurement_lock():
-        try:
-            runner, peak = peak_growth(lambda: _loaded_and_run(data, threads, x))
-            times = time_runs(lambda: runner.execute(x), warmup, repeats)
-        except ProfilerError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise ProfilerError(f"ExecuTorch failed to run the program: {str(exc).strip()[:400]}") from None
-    memory = {"measured_peak_bytes": peak, "memory_source": MEMORY_SOURCE} if measure_memory and peak is not None else {}
-    return summarize(times, warmup, **memory)
+    return measure_loaded(lambda: _loaded_and_run(data, threads, x), lambda runner: runner.execute(x),
+                          warmup=warmup, repeats=repeats, measure_memory=measure_memory, runtime="ExecuTorch")
 
 
 def _loaded_and_run(data: bytes, threads: int, x: torch.Tensor) -> PteRunner:

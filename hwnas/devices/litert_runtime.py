@@ -13,12 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.devices.memory import peak_growth
+from hwnas.devices.compiled_run import measure_loaded
 from hwnas.devices.ort_runtime import DeviceUnavailableError, ProfilerError
-from hwnas.devices.timing import Measurement, measurement_lock, summarize, time_runs
+from hwnas.devices.timing import Measurement
 
 EXTRA = "pip install 'hwnas[litert]'"
-MEMORY_SOURCE = "rss_peak_load_run"  # see hwnas.devices.memory.peak_growth
 DELEGATE_NODE = "DELEGATE"  # the node a delegate (XNNPACK here) puts in place of the ops it runs
 
 
@@ -109,16 +108,8 @@ def litert_measure(data: bytes, batch_shape: tuple[int, ...], *, threads: int, w
                    measure_memory: bool = True) -> Measurement:
     """Time a .tflite model (input set once, seeded); memory: peak growth over load + allocate + first run."""
     x = np.random.default_rng(0).standard_normal(batch_shape).astype(np.float32)
-    with measurement_lock():
-        try:
-            runner, peak = peak_growth(lambda: _loaded_and_run(data, threads, x))
-            times = time_runs(runner.invoke, warmup, repeats)
-        except ProfilerError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise ProfilerError(f"LiteRT failed to run the model: {str(exc).strip()[:400]}") from None
-    memory = {"measured_peak_bytes": peak, "memory_source": MEMORY_SOURCE} if measure_memory and peak is not None else {}
-    return summarize(times, warmup, **memory)
+    return measure_loaded(lambda: _loaded_and_run(data, threads, x), lambda runner: runner.invoke(),
+                          warmup=warmup, repeats=repeats, measure_memory=measure_memory, runtime="LiteRT")
 
 
 def _loaded_and_run(data: bytes, threads: int, x: np.ndarray) -> TfliteRunner:
