@@ -145,11 +145,13 @@ def test_fidelity_metrics_known_values():
 
 def test_validate_measures_end_to_end_and_plots(table_path, tmp_path):
     table = LatencyTable.load(table_path)
-    result = validate_table(table, spec(), samples=4, seed=3, progress=False, plot=tmp_path / "s.png")
+    # 3 rounds: the median ratio and the lowest plain value, so one busy moment of a shared machine does not decide
+    result = validate_table(table, spec(), samples=4, seed=3, progress=False, plot=tmp_path / "s.png", rounds=3)
     assert result["n"] == 4 and set(result) >= {"kendall_tau", "spearman", "mape", "within_10pct"}
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     # each arch timed next to the drift reference: reported at the quiet speed, near its plain lowest value
-    assert all(0.7 < r["measured_ms"] / r["raw_measured_ms"] < 1.3 for r in result["rows"])
+    ratios = [r["measured_ms"] / r["raw_measured_ms"] for r in result["rows"]]
+    assert all(0.7 < q < 1.3 for q in ratios), ratios
     with pytest.raises(LatencyTableError, match="not this device"):
         validate_table(table, spec(threads=2), samples=2, progress=False)
 
