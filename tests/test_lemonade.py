@@ -251,3 +251,28 @@ def test_steady_state_keeps_both_workers_busy_where_generations_idle_one():
     gen = [_simulated_utilization(False, s) for s in range(3)]
     assert min(steady) >= 0.95  # idle only while the last job of the budget runs alone
     assert all(s > g for s, g in zip(steady, gen))
+
+
+def _operator_counts(params: dict, children: int) -> list[int]:
+    """Operators per child over `children` children of a steady-state run told cheap objectives only."""
+    problem = ArchProblem("mobile", ["params", "latency_ms"], (), TABLE)
+    s = make_strategy("lemonade", problem.space, 2, 0, {"init_size": 2, "n_pc": 12, **params})
+    s.attach(problem.objectives, problem.preview)
+    counts = []
+    while len(counts) < children:
+        p = s.ask()
+        if p.parent is not None:
+            counts.append(len(p.operators))
+        _told(problem, s, p)
+    return counts
+
+
+def test_max_operators_1_gives_exactly_one_operator_per_child():
+    assert _operator_counts({"max_operators": 1}, children=6) == [1] * 6
+
+
+def test_max_operators_above_1_gives_children_with_several_operators():
+    counts = _operator_counts({"max_operators": 3}, children=10)
+    assert set(counts) <= {1, 2, 3} and max(counts) > 1
+    space = ArchProblem("mobile", ["params"]).space
+    assert make_strategy("lemonade", space, 1, 0).params()["max_operators"] == 3  # default 1..3, docs/lemonade.md
