@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import tempfile
 import warnings
@@ -130,6 +131,7 @@ def executorch_measure(data: bytes, batch_shape: tuple[int, ...], *, threads: in
 
 PTE_MEMORY_SOURCE = "pte_plan+xnnpack_liveness"  # see hwnas.devices.memory.PROGRAM_SOURCES
 XNN_EXTERNAL = 0x1 | 0x2  # XNN_VALUE_FLAG_EXTERNAL_INPUT | XNN_VALUE_FLAG_EXTERNAL_OUTPUT
+LAYOUT_COPIES = ("XNNStaticTranspose", "XNNCopy")  # nodes that only move a tensor (NCHW <-> NHWC at the boundary)
 
 
 def pte_memory(data: bytes) -> ProgramMemory:
@@ -175,12 +177,14 @@ def _xnn_elem_bytes(datatype: Any) -> float:
 
 
 def _xnnpack_values(blob: bytes) -> tuple[int, int, int]:
-    """(constant bytes inside an XNNPACK delegate blob, liveness peak bytes of its internal values, the same
-    with its external inputs and outputs counted too: inputs from the start to their last use, outputs to the end)."""
+    """(constant bytes inside an XNNPACK delegate blob, liveness peak bytes of its internal values, the peak
+    as a part of a larger graph: its external inputs counted from the start to their last use, its outputs
+    to the end, and a layout copy (transpose) right at its boundary left out, as a network has none between
+    its blocks: the copy stands for the external tensor)."""
     graph, constant_bytes = _xnnpack_graph(blob)
     inner: dict[int, int] = {}
     external: dict[int, int] = {}
-    outputs: list[int] = []
+    inputs, outputs = set(), set()
     for value in graph.get("xvalues", []):
         tensor = value.get("xvalue_union", {})
         tensor = tensor.get("tensor_value", tensor)  # quantized values wrap a tensor value
@@ -190,21 +194,31 @@ def _xnnpack_values(blob: bytes) -> tuple[int, int, int]:
         size = int(np.ceil(elems * _xnn_elem_bytes(tensor.get("datatype", ""))))
         value_id, flags = int(tensor.get("id_out", 0)), int(tensor.get("flags", 0))
         (external if flags & XNN_EXTERNAL else inner)[value_id] = size
-        if flags & 0x2:
-            outputs.append(value_id)
-    steps = []
+        (inputs if flags & 0x1 else outputs if flags & 0x2 else set()).add(value_id)
+    steps, part_steps, dropped, kept_to_end = [], [], set(), set()
     for node in graph.get("xnodes", []):
         fields = node.get("xnode_union", {})
         ids = {k: int(v) for k, v in fields.items() if k.endswith("_id") and isinstance(v, int)}
-        steps.append(([v for k, v in ids.items() if not k.startswith("output")],
-                      [v for k, v in ids.items() if k.startswith("output")]))
+        step = ([v for k, v in ids.items() if not k.startswith("output")],
+                [v for k, v in ids.items() if k.startswith("output")])
+        steps.append(step)
+        if node.get("xnode_union_type") in LAYOUT_COPIES and len(step[0]) == len(step[1]) == 1:
+            if step[0][0] in inputs:  # the copy of an input stands for it
+                dropped.add(step[0][0])
+                continue
+            if step[1][0] in outputs:  # the tensor copied out stands for the output
+                dropped.add(step[1][0])
+                kept_to_end.add(step[0][0])
+                continue
+        part_steps.append(step)
+    part = {t: b for t, b in {**inner, **external}.items() if t not in dropped}
     return (constant_bytes, liveness_peak_bytes(steps, inner),
-            liveness_peak_bytes(steps, {**inner, **external}, live_to_end=outputs))
+            liveness_peak_bytes(part_steps, part, live_to_end=(outputs - dropped) | kept_to_end))
 
 
 def _xnnpack_graph(blob: bytes) -> tuple[dict[str, Any], int]:
     """An XNNPACK delegate blob's graph as JSON (flatc with the delegate's schema) and its inline constant bytes."""
-    import executorch.backends.xnnpack.serialization as xnn_serialization
+    from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize
     from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
     from executorch.exir._serialize._flatbuffer import _get_flatc_path
 
@@ -213,17 +227,18 @@ def _xnnpack_graph(blob: bytes) -> tuple[dict[str, Any], int]:
         raise ProfilerError("ExecuTorch program: an XNNPACK delegate blob has no valid header; "
                             "lower it again with this executorch version")
     flatbuffer = blob[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size]
-    schema = os.path.join(os.path.dirname(xnn_serialization.__file__), "schema.fbs")
+    schema = os.path.join(os.path.dirname(xnnpack_graph_serialize.__file__), "schema.fbs")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "graph.bin")
         with open(path, "wb") as fh:
             fh.write(flatbuffer)
-        run = subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--raw-binary", "-o", tmp, schema,
-                              "--", path], capture_output=True, text=True, check=False)
+        run = subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--defaults-json", "--raw-binary",
+                              "-o", tmp, schema, "--", path], capture_output=True, text=True, check=False)
         if run.returncode != 0:
             raise ProfilerError(f"flatc could not read an XNNPACK delegate graph: {run.stderr.strip()[:300]}")
-        with open(os.path.join(tmp, "graph.json")) as fh:
-            return json.load(fh), int(header.constant_data_size)
+        with open(os.path.join(tmp, "graph.json")) as fh:  # flatc writes +-inf and nan bare (clamp bounds)
+            text = re.sub(r"(?<=[:\[,\s])[-+]?(inf|nan)\b", "null", fh.read())
+            return json.loads(text), int(header.constant_data_size)
 
 
 def _loaded_and_run(data: bytes, threads: int, x: torch.Tensor) -> PteRunner:
