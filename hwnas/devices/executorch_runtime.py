@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import re
+import subprocess
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ import torch
 from torch import nn
 
 from hwnas.devices.compiled_run import measure_loaded
+from hwnas.devices.memory import ProgramMemory, liveness_peak_bytes
 from hwnas.devices.ort_runtime import DeviceUnavailableError, ProfilerError
 from hwnas.devices.timing import Measurement
 
@@ -44,7 +50,7 @@ class PteProgram:
 
     `planned_bytes` is the program's memory plan (the buffers ExecuTorch allocates for the tensors
     outside the delegate and the delegate's inputs and outputs); XNNPACK's own workspace for the
-    tensors inside the delegate is allocated at load time and is not part of it.
+    tensors inside the delegate is allocated at load time and is not part of it (`pte_memory` estimates it).
     """
 
     data: bytes
@@ -116,10 +122,123 @@ class PteRunner:
 
 def executorch_measure(data: bytes, batch_shape: tuple[int, ...], *, threads: int, warmup: int, repeats: int,
                        measure_memory: bool = True) -> Measurement:
-    """Time a .pte program (inputs bound once, seeded); memory: peak growth over load + first run."""
+    """Time a .pte program (inputs bound once, seeded); memory: `pte_memory` of the program."""
     x = torch.randn(*batch_shape, generator=torch.Generator().manual_seed(0))
     return measure_loaded(lambda: _loaded_and_run(data, threads, x), lambda runner: runner.execute(x),
-                          warmup=warmup, repeats=repeats, measure_memory=measure_memory, runtime="ExecuTorch")
+                          warmup=warmup, repeats=repeats, runtime="ExecuTorch",
+                          memory=(lambda _runner: pte_memory(data)) if measure_memory else None)
+
+
+PTE_MEMORY_SOURCE = "pte_plan+xnnpack_liveness"  # see hwnas.devices.memory.PROGRAM_SOURCES
+XNN_EXTERNAL = 0x1 | 0x2  # XNN_VALUE_FLAG_EXTERNAL_INPUT | XNN_VALUE_FLAG_EXTERNAL_OUTPUT
+LAYOUT_COPIES = ("XNNStaticTranspose", "XNNCopy")  # nodes that only move a tensor (NCHW <-> NHWC at the boundary)
+
+
+def pte_memory(data: bytes) -> ProgramMemory:
+    """What a .pte program holds (bytes), read from the program: the same on every load.
+
+    weights: its constant data (named data segments, constant buffer, constants inside delegate blobs);
+    plan: ExecuTorch's memory plan (`non_const_buffer_sizes` of the first execution plan); workspace:
+    the sum over XNNPACK delegates of the liveness peak of their internal values (XNNPACK plans this
+    workspace at load and exposes no figure of it; its planner reuses memory by the same lifetimes).
+    """
+    require_executorch()
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    try:
+        pte = deserialize_pte_binary(data)
+    except Exception as exc:  # noqa: BLE001
+        raise ProfilerError(f"ExecuTorch could not read the program: {str(exc).strip()[:300]}") from None
+    program = pte.program
+    plan = program.execution_plan[0]
+    weights = sum(len(b.storage) for b in program.constant_buffer)
+    if pte.named_data is not None:
+        weights += sum(len(b) for b in pte.named_data.buffers)
+    workspace, graph = 0, 0
+    for delegate in plan.delegates:
+        if "xnnpack" not in delegate.id.lower():
+            continue
+        blob = program.backend_delegate_data[delegate.processed.index].data
+        inline, inner, whole = _xnnpack_values(blob)
+        weights += inline
+        workspace += inner
+        graph = max(graph, whole)
+    planned = int(sum(int(s) for s in plan.non_const_buffer_sizes))
+    return ProgramMemory(int(weights), planned, int(workspace), PTE_MEMORY_SOURCE, int(graph) or planned + workspace)
+
+
+def _xnn_elem_bytes(datatype: Any) -> float:
+    name = str(datatype).lower()
+    if "fp32" in name or "int32" in name:
+        return 4.0
+    if "fp16" in name or "bf16" in name:
+        return 2.0
+    return 0.5 if "int4" in name else 1.0
+
+
+def _xnnpack_values(blob: bytes) -> tuple[int, int, int]:
+    """(constant bytes inside an XNNPACK delegate blob, liveness peak bytes of its internal values, the peak
+    as a part of a larger graph: its external inputs counted from the start to their last use, its outputs
+    to the end, and a layout copy (transpose) right at its boundary left out, as a network has none between
+    its blocks: the copy stands for the external tensor)."""
+    graph, constant_bytes = _xnnpack_graph(blob)
+    inner: dict[int, int] = {}
+    external: dict[int, int] = {}
+    inputs, outputs = set(), set()
+    for value in graph.get("xvalues", []):
+        tensor = value.get("xvalue_union", {})
+        tensor = tensor.get("tensor_value", tensor)  # quantized values wrap a tensor value
+        if tensor.get("constant_buffer_idx", 0):
+            continue
+        elems = int(np.prod([int(d) for d in tensor.get("dims", [])], dtype=np.int64))
+        size = int(np.ceil(elems * _xnn_elem_bytes(tensor.get("datatype", ""))))
+        value_id, flags = int(tensor.get("id_out", 0)), int(tensor.get("flags", 0))
+        (external if flags & XNN_EXTERNAL else inner)[value_id] = size
+        (inputs if flags & 0x1 else outputs if flags & 0x2 else set()).add(value_id)
+    steps, part_steps, dropped, kept_to_end = [], [], set(), set()
+    for node in graph.get("xnodes", []):
+        fields = node.get("xnode_union", {})
+        ids = {k: int(v) for k, v in fields.items() if k.endswith("_id") and isinstance(v, int)}
+        step = ([v for k, v in ids.items() if not k.startswith("output")],
+                [v for k, v in ids.items() if k.startswith("output")])
+        steps.append(step)
+        if node.get("xnode_union_type") in LAYOUT_COPIES and len(step[0]) == len(step[1]) == 1:
+            if step[0][0] in inputs:  # the copy of an input stands for it
+                dropped.add(step[0][0])
+                continue
+            if step[1][0] in outputs:  # the tensor copied out stands for the output
+                dropped.add(step[1][0])
+                kept_to_end.add(step[0][0])
+                continue
+        part_steps.append(step)
+    part = {t: b for t, b in {**inner, **external}.items() if t not in dropped}
+    return (constant_bytes, liveness_peak_bytes(steps, inner),
+            liveness_peak_bytes(part_steps, part, live_to_end=(outputs - dropped) | kept_to_end))
+
+
+def _xnnpack_graph(blob: bytes) -> tuple[dict[str, Any], int]:
+    """An XNNPACK delegate blob's graph as JSON (flatc with the delegate's schema) and its inline constant bytes."""
+    from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+    from executorch.exir._serialize._flatbuffer import _get_flatc_path
+
+    header = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
+    if not header.is_valid():
+        raise ProfilerError("ExecuTorch program: an XNNPACK delegate blob has no valid header; "
+                            "lower it again with this executorch version")
+    flatbuffer = blob[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size]
+    schema = os.path.join(os.path.dirname(xnnpack_graph_serialize.__file__), "schema.fbs")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "graph.bin")
+        with open(path, "wb") as fh:
+            fh.write(flatbuffer)
+        run = subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--defaults-json", "--raw-binary",
+                              "-o", tmp, schema, "--", path], capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            raise ProfilerError(f"flatc could not read an XNNPACK delegate graph: {run.stderr.strip()[:300]}")
+        with open(os.path.join(tmp, "graph.json")) as fh:  # flatc writes +-inf and nan bare (clamp bounds)
+            text = re.sub(r"(?<=[:\[,\s])[-+]?(inf|nan)\b", "null", fh.read())
+            return json.loads(text), int(header.constant_data_size)
 
 
 def _loaded_and_run(data: bytes, threads: int, x: torch.Tensor) -> PteRunner:

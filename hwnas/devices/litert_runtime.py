@@ -14,11 +14,13 @@ import torch
 from torch import nn
 
 from hwnas.devices.compiled_run import measure_loaded
+from hwnas.devices.memory import ProgramMemory, liveness_peak_bytes
 from hwnas.devices.ort_runtime import DeviceUnavailableError, ProfilerError
 from hwnas.devices.timing import Measurement
 
 EXTRA = "pip install 'hwnas[litert]'"
 DELEGATE_NODE = "DELEGATE"  # the node a delegate (XNNPACK here) puts in place of the ops it runs
+TFLITE_MEMORY_SOURCE = "tflite_tensors+liveness"  # see hwnas.devices.memory.PROGRAM_SOURCES
 
 
 def require_litert() -> str:
@@ -104,12 +106,36 @@ class TfliteRunner:
                 "model_ops": sorted({n for n in names if n != DELEGATE_NODE})}
 
 
+    def memory(self) -> ProgramMemory:
+        """What the model holds (bytes), read from the interpreter's tensors and ops: the same on every load.
+
+        weights: the constant tensors (consumed by an op, produced by none, not a model input); plan: the
+        model's input and output tensors; workspace: the liveness peak of the other tensors over the model's
+        ops in order (with XNNPACK they live in the delegate's workspace, the rest in LiteRT's arena; neither
+        size is exposed to Python, and both planners reuse memory by these lifetimes).
+        """
+        sizes = {int(d["index"]): int(np.prod(d["shape"], dtype=np.int64)) * np.dtype(d["dtype"]).itemsize
+                 for d in self._it.get_tensor_details()}
+        ops = [op for op in self._it._get_ops_details() if op["op_name"] != DELEGATE_NODE]  # noqa: SLF001
+        io = {int(d["index"]) for d in (*self._it.get_input_details(), *self._it.get_output_details())}
+        produced = {int(t) for op in ops for t in op["outputs"]}
+        consumed = {int(t) for op in ops for t in op["inputs"] if int(t) >= 0}
+        constants = (consumed - produced - io) & set(sizes)
+        inner = {t: b for t, b in sizes.items() if t not in constants and t not in io}
+        steps = [([int(t) for t in op["inputs"]], [int(t) for t in op["outputs"]]) for op in ops]
+        outputs = [int(d["index"]) for d in self._it.get_output_details()]
+        graph = liveness_peak_bytes(steps, {t: b for t, b in sizes.items() if t not in constants}, live_to_end=outputs)
+        return ProgramMemory(sum(sizes[t] for t in constants), sum(sizes[t] for t in io & set(sizes)),
+                             liveness_peak_bytes(steps, inner), TFLITE_MEMORY_SOURCE, graph)
+
+
 def litert_measure(data: bytes, batch_shape: tuple[int, ...], *, threads: int, warmup: int, repeats: int,
                    measure_memory: bool = True) -> Measurement:
-    """Time a .tflite model (input set once, seeded); memory: peak growth over load + allocate + first run."""
+    """Time a .tflite model (input set once, seeded); memory: `TfliteRunner.memory` of the loaded model."""
     x = np.random.default_rng(0).standard_normal(batch_shape).astype(np.float32)
     return measure_loaded(lambda: _loaded_and_run(data, threads, x), lambda runner: runner.invoke(),
-                          warmup=warmup, repeats=repeats, measure_memory=measure_memory, runtime="LiteRT")
+                          warmup=warmup, repeats=repeats, runtime="LiteRT",
+                          memory=TfliteRunner.memory if measure_memory else None)
 
 
 def _loaded_and_run(data: bytes, threads: int, x: np.ndarray) -> TfliteRunner:

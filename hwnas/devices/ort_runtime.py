@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.devices.memory import peak_growth
 from hwnas.devices.timing import Measurement, measurement_lock, summarize, time_runs
 from hwnas.errors import HwnasError
 
@@ -218,11 +217,11 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
                 providers: tuple[str, ...] = ("CPUExecutionProvider",), measure_memory: bool = True,
                 max_s: float | None = None, max_input_elements: int | None = None,
                 arena_max_bytes: int | None = None, provider_options: dict[str, Any] | None = None) -> Measurement:
-    """Time an ONNX model in ONNX Runtime; memory: the peak growth of creating and running an arena-off session.
+    """Time an ONNX model in ONNX Runtime; memory: ONNX Runtime's own node sizes from a profiled run (ort_memory).
 
     `max_s` caps the seconds spent holding the measurement lock (checked between runs);
     `max_input_elements` caps the generated inputs and `arena_max_bytes` the timed session's tensors (the
-    arena-off memory pass runs only after the model ran within that cap).
+    memory pass runs only after the model ran within that cap).
     """
     with measurement_lock():
         deadline = None if max_s is None else time.perf_counter() + max_s
@@ -244,8 +243,7 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
         session = None  # free the timed session before the memory pass
         memory: dict[str, Any] = {}
         if measure_memory and "CPUExecutionProvider" == providers[0]:
-            _, peak = peak_growth(lambda: ort_session(model_bytes, threads, graph_optimization, providers,
-                                                      arena=False).run(None, feed))
-            if peak is not None:
-                memory = {"measured_peak_bytes": peak, "memory_source": "rss_peak_arena_off"}
+            from hwnas.devices.ort_memory import ort_memory
+
+            memory = ort_memory(model_bytes, feed, threads, graph_optimization).fields()
     return summarize(times, warmup, **memory)

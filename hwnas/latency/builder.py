@@ -217,6 +217,10 @@ class Profiling:
         if entry.layout is None and (layout := self.profiler.layout(module, block.input_shape, block.key)) is not None:
             entry = replace(entry, layout=layout.text(), boundary_elems=layout.boundary_elems)
         table.entries[block.key] = entry
+        if m.memory_source:  # what the entries' memory figures are (hwnas.devices.memory)
+            from hwnas.devices.memory import PROGRAM_SOURCES
+
+            table.provenance["memory"] = {"source": m.memory_source, "includes": PROGRAM_SOURCES.get(m.memory_source, "")}
         table.provenance["updated_utc"] = _now()
         table.save(self.out)
         if self.on_entry is not None:

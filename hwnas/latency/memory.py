@@ -1,12 +1,16 @@
-"""The memory model: a whole arch's peak memory from its blocks' measured peaks (forms, fit, measurement).
+"""The memory model: a whole arch's peak memory from its blocks' memory figures (forms, fit, measurement).
 
-Each table entry's `measured_peak_bytes` is what loading and running the block alone raised the
-process's peak resident memory by (hwnas.devices.memory.peak_growth: weights as the runtime holds
-them, its arena or memory plan, kernel workspaces, the runtime's own per-program allocations). A
-whole network holds every block's weights at once but only some blocks' activations, and one
-program's overhead instead of one per block: predicted peak = a linear form over the blocks' peaks
-(`FORMS`), fitted to end-to-end peaks measured with the same method and chosen by leave-one-out error,
-as the latency calibration is (hwnas.latency.model).
+Each table entry's `measured_peak_bytes` is the block's memory figure under the profiler's
+`memory_source` (the table's `provenance["memory"]` says what it includes). The compiled runtimes read
+it from the program (hwnas.devices.memory.PROGRAM_SOURCES: weights + planned buffers + activation
+workspace, the same on every load) and record the weights' part (`weight_bytes`): a whole network
+holds every block's weights at once but the activations of one block at a time, so its figure is the
+sum of the blocks' weights plus the largest block's activations (form `weights+max`, the prediction
+of an unfitted table with that split; a block's activations are counted as inside a network, its input
+freed after its last use, `graph_activation_bytes`: alone, its input and output are held throughout). Older figures (the RSS peak growth of loading and running,
+hwnas.devices.memory.peak_growth) have no split: a linear form over the blocks' peaks (`FORMS`) is
+fitted to end-to-end figures measured the same way and chosen by leave-one-out error, as the latency
+calibration is (hwnas.latency.model).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ FORMS: dict[str, tuple[str, ...]] = {
     "sum+blocks": ("sum_peak_bytes", "blocks"),  # ... less a per-program overhead counted once
     "max": ("max_peak_bytes",),  # the largest block decides (activations dominate)
     "sum+max": ("sum_peak_bytes", "max_peak_bytes"),
+    # with the weights' part recorded: weights add up, one block's activations are live at a time
+    "weights+max": ("sum_weight_bytes", "max_activation_bytes"),
 }
 MIN_FIT = 4  # end-to-end measurements below which no form is fitted
 
@@ -37,16 +43,25 @@ class MemoryModelError(HwnasError):
     """A latency source cannot predict memory (no measured per-block peaks, or none fitted)."""
 
 
-def memory_features(peaks: Sequence[int]) -> dict[str, float]:
-    """The memory model's features of one arch from its blocks' measured peaks (bytes)."""
-    return {"sum_peak_bytes": float(sum(peaks)), "max_peak_bytes": float(max(peaks)), "blocks": float(len(peaks))}
+def memory_features(peaks: Sequence[int], weights: Sequence[int] | None = None,
+                    graph_activations: Sequence[int] | None = None) -> dict[str, float]:
+    """The memory model's features of one arch from its blocks' memory figures (bytes) and, where recorded,
+    their weights' parts and their activation peaks as parts of a larger graph (else figure - weights)."""
+    features = {"sum_peak_bytes": float(sum(peaks)), "max_peak_bytes": float(max(peaks)), "blocks": float(len(peaks))}
+    if weights is not None:
+        activations = graph_activations if graph_activations is not None else [p - w for p, w in zip(peaks, weights)]
+        features["sum_weight_bytes"] = float(sum(weights))
+        features["max_activation_bytes"] = float(max(activations))
+    return features
 
 
 @dataclass(frozen=True)
 class MemoryCalibration:
     """Coefficients of the chosen form: peak_bytes = intercept_bytes + sum of coefficient x feature.
 
-    Unfitted (n = 0): the sum of the blocks' peaks (every block's weights, workspace and overhead at once).
+    Unfitted (n = 0): the blocks' weights summed plus the largest block's activations where the table
+    records the weights' part (`weights+max` with coefficients 1), else the sum of the blocks' peaks
+    (every block's weights, workspace and overhead at once).
     """
 
     form: str = ""
@@ -58,11 +73,13 @@ class MemoryCalibration:
     fitted_on: list[str] = field(default_factory=list)
 
     def predict(self, features: dict[str, float]) -> float:
+        if self.n == 0 and "sum_weight_bytes" in features:
+            return features["sum_weight_bytes"] + features["max_activation_bytes"]
         return self.intercept_bytes + sum(c * features[k] for k, c in self.coefficients.items())
 
     def describe(self) -> str:
         if self.n == 0:
-            return "memory: uncalibrated (sum of the blocks' measured peaks)"
+            return "memory: uncalibrated (sum of the blocks' weights + largest block's activations, or sum of peaks)"
         terms = " ".join(f"{k}x{c:.4f}" for k, c in self.coefficients.items())
         cv = f" cv_mape={self.cv_mape:.2f}%" if self.cv_mape is not None else ""
         return f"memory: form={self.form} intercept={self.intercept_bytes:.0f}B {terms} n={self.n}{cv}"
@@ -105,7 +122,8 @@ def fit_memory(features: Sequence[dict[str, float]], measured: Sequence[float],
     if len(y) < MIN_FIT or not (y > 0).all():
         raise MemoryModelError(f"fitting the memory model needs >= {MIN_FIT} archs with a measured peak > 0, got "
                                f"{int((y > 0).sum())}; calibrate on more archs (`hwnas profile --calibrate 20`)")
-    columns = {name: np.array([[f[k] for k in keys] for f in features]) for name, keys in FORMS.items()}
+    columns = {name: np.array([[f[k] for k in keys] for f in features]) for name, keys in FORMS.items()
+               if all(k in f for f in features for k in keys)}
     candidates = {name: _loo_mape(x, y) for name, x in columns.items() if len(y) > x.shape[1] + 2}
     form = min(candidates, key=candidates.__getitem__)
     coef = _fit_form(columns[form], y)
@@ -113,18 +131,33 @@ def fit_memory(features: Sequence[dict[str, float]], measured: Sequence[float],
                              candidates[form], {k: round(v, 3) for k, v in candidates.items()}, list(fitted_on))
 
 
-def measure_peak_bytes(profiler: Profiler, arch: Arch, repeats: int = 3) -> int | None:
-    """End-to-end peak memory of an arch's whole network, measured as the blocks' were (the median of
-    `repeats` measurements: one varies by up to ~10% with what the allocator still holds); None when
-    the profiler measures no memory."""
+def measure_memory(profiler: Profiler, arch: Arch, repeats: int = 3) -> tuple[int | None, str]:
+    """End-to-end memory figure of an arch's whole network, measured as the blocks' were, and its source.
+
+    A figure read from the program (hwnas.devices.memory.PROGRAM_SOURCES) is measured once; an RSS
+    figure is the median of `repeats` measurements (one varies by up to ~10% with what the allocator
+    still holds). None when the profiler measures no memory.
+    """
+    from hwnas.devices.memory import PROGRAM_SOURCES
     from hwnas.spaces import get_space
 
     space = get_space(arch.space)
     model, key = space.build(arch), f"{arch.space}/{arch}"
-    peaks = [profiler.measure_module(model, space.input_shape, key=key).measured_peak_bytes for _ in range(repeats)]
+    peaks, source = [], ""
+    for _ in range(repeats):
+        m = profiler.measure_module(model, space.input_shape, key=key)
+        peaks.append(m.measured_peak_bytes)
+        source = m.memory_source
+        if source in PROGRAM_SOURCES:
+            break
     if any(p is None for p in peaks):
-        return None
-    return int(np.median(peaks))
+        return None, source
+    return int(np.median(peaks)), source
+
+
+def measure_peak_bytes(profiler: Profiler, arch: Arch, repeats: int = 3) -> int | None:
+    """`measure_memory`'s figure alone."""
+    return measure_memory(profiler, arch, repeats)[0]
 
 
 def calibrate_memory(table: Any, profiler: Profiler, archs: Sequence[Arch], progress: bool = True) -> MemoryCalibration:

@@ -52,11 +52,26 @@ class TableEntry:
     second_ms: float | None = None  # the second-lowest round median (None after one round)
     layout: str | None = None  # runtime tensor layouts at input>output, e.g. `nchwc>nchw` (None: not recorded)
     boundary_elems: int | None = None  # elements converted at the boundary when timed alone (reorders, add)
+    # the memory figure's parts (hwnas.devices.memory.ProgramMemory; None: not recorded): its weights, and
+    # the block's activation peak with its input and output counted like its other tensors
+    weight_bytes: int | None = None
+    graph_activation_bytes: int | None = None
 
     @classmethod
     def from_measurement(cls, m: Any, rounds: int = 1, second_ms: float | None = None) -> TableEntry:
+        parts = (getattr(m, "extra", None) or {}).get("memory", {})
+        weights, graph = parts.get("weight_bytes"), parts.get("graph_activation_bytes")
         return cls(m.median_ms, m.p10_ms, m.p90_ms, m.n, m.cv, m.activation_bytes, m.measured_peak_bytes, rounds,
-                   second_ms)
+                   second_ms, weight_bytes=None if weights is None else int(weights),
+                   graph_activation_bytes=None if graph is None else int(graph))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as written (the memory parts only when recorded, so older tables keep their hash)."""
+        data = asdict(self)
+        for key in ("weight_bytes", "graph_activation_bytes"):
+            if data[key] is None:
+                del data[key]
+        return data
 
     @property
     def layouts(self) -> tuple[str, str] | None:
@@ -100,8 +115,9 @@ class TableEntry:
             raise LatencyTableError(f"{where} must have median_ms, p10_ms, p90_ms, n (unknown: {sorted(unknown)})")
         kinds = {"median_ms": float, "p10_ms": float, "p90_ms": float, "cv": float, "n": int, "rounds": int,
                  "activation_bytes": int, "measured_peak_bytes": int, "second_ms": float, "layout": str,
-                 "boundary_elems": int}
-        optional = {"activation_bytes", "measured_peak_bytes", "second_ms", "layout", "boundary_elems"}
+                 "boundary_elems": int, "weight_bytes": int, "graph_activation_bytes": int}
+        optional = {"activation_bytes", "measured_peak_bytes", "second_ms", "layout", "boundary_elems", "weight_bytes",
+                    "graph_activation_bytes"}
         try:
             values = {k: v if v is None and k in optional else typed(v, kinds[k], k, where)
                       for k, v in data.items()}
@@ -153,7 +169,7 @@ class LatencyTable(LatencySource):
             "calibration": asdict(self.calibration),
             "provenance": self.provenance,
             "reference": self.reference,
-            "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
+            "entries": {k: v.to_dict() for k, v in sorted(self.entries.items())},
             **({"memory": self.memory.to_dict()} if self.memory.n else {}),
         }
 
@@ -290,14 +306,17 @@ class LatencyTable(LatencySource):
 
     def memory_features(self, arch: Arch) -> dict[str, float]:
         """The memory model's features of `arch` (hwnas.latency.memory); MemoryModelError without measured peaks."""
-        peaks = [self.entry(b).measured_peak_bytes or 0 for b in self.blocks(arch)]
+        entries = [self.entry(b) for b in self.blocks(arch)]
+        peaks = [e.measured_peak_bytes or 0 for e in entries]
         if min(peaks) <= 0:
             raise MemoryModelError(
                 f"latency table for {self.space} on {self.device_name!r} has no measured memory for some blocks "
                 f"(an older table, or a runtime that measures none); re-profile it into a new file with "
                 f"`hwnas profile --device <spec with measure_memory: true> --space {self.space} --out NEW.json "
                 "--calibrate 20`")
-        return memory_features(peaks)
+        weights = [e.weight_bytes for e in entries]
+        graph = [e.graph_activation_bytes for e in entries]
+        return memory_features(peaks, None if None in weights else weights, None if None in graph else graph)
 
     def predict_peak_bytes(self, arch: Arch) -> float:
         """Predicted peak memory (bytes) of running `arch` end to end: the fitted memory model over its

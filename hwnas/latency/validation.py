@@ -170,20 +170,27 @@ def validate_table(table: LatencyTable | Any, spec: DeviceSpec | str, samples: i
 
 def memory_fidelity(table: LatencyTable | Any, profiler: Profiler, archs: list[Any],
                     progress: bool = True) -> dict[str, Any] | None:
-    """Predicted vs end-to-end measured peak memory of `archs` (hwnas.latency.memory; the median of three
-    measurements each), with the fidelity metrics; None when the table has no measured memory or the
-    profiler measures none."""
+    """Predicted vs end-to-end measured memory figures of `archs` (hwnas.latency.memory.measure_memory:
+    the whole network measured as the table's blocks were, under the same `memory_source`), with the
+    fidelity metrics; None when the table has no measured memory or the profiler measures none."""
     from tqdm import tqdm
 
-    from hwnas.latency.memory import measure_peak_bytes
+    from hwnas.devices.memory import PROGRAM_SOURCES
+    from hwnas.latency.memory import measure_memory
 
     if not getattr(table, "has_memory", lambda: False)():
         return None
-    rows = []
+    rows, sources = [], set()
     for arch in tqdm(archs, desc="validate (memory)", unit="arch", disable=not progress):
-        measured = measure_peak_bytes(profiler, arch)
+        measured, source = measure_memory(profiler, arch)
         if measured is None:
             return None
+        sources.add(source)
         rows.append({"arch": str(arch), "predicted_bytes": table.predict_peak_bytes(arch), "measured_bytes": measured})
     metrics = fidelity_metrics([r["predicted_bytes"] for r in rows], [r["measured_bytes"] for r in rows])
-    return {**metrics, "model": table.memory.describe(), "rows": rows}
+    source = ",".join(sorted(s for s in sources if s))
+    table_source = (getattr(table, "provenance", None) or {}).get("memory", {}).get("source")
+    return {**metrics, "model": table.memory.describe(), "memory_source": source,
+            "includes": PROGRAM_SOURCES.get(source, ""),
+            **({"table_memory_source": table_source} if table_source and table_source != source else {}),
+            "rows": rows}
