@@ -157,3 +157,26 @@ def test_a_profiled_table_stores_each_blocks_peak_memory(tmp_path, monkeypatch):
     entries = LatencyTable.load(tmp_path / "t.json").entries
     assert len(entries) == 2 and entries.keys() == table.entries.keys()
     assert all(e.measured_peak_bytes > 0 for e in entries.values())
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_boundary_transposes_are_counted_at_a_blocks_ends_only(spec):
+    """A block timed alone converts its NCHW input and output to XNNPACK's NHWC (in + out elements, the
+    residual's output too); the transposes around a grouped conv's channel shuffle are inside and not
+    counted; a whole network converts only at its ends, far less than its blocks alone."""
+    from hwnas.latency.builder import space_blocks
+    from hwnas.spaces import get_space
+
+    profiler = get_profiler(load_device(spec))
+    space = get_space("mobile:mnist")
+    blocks = {b.key: b for b in space_blocks(space)}
+    elems = {}
+    for key in ("mbconv:k3:e1:g1:s1:c16-16:28x28", "mbconv:k5:e6:g2:s2:c16-24:28x28"):
+        layout = profiler.layout(space.build_block(blocks[key]), blocks[key].input_shape)
+        assert layout is not None and layout.input == layout.output == "nhwc"
+        elems[key] = layout.boundary_elems
+    assert elems["mbconv:k3:e1:g1:s1:c16-16:28x28"] == 2 * 16 * 28 * 28
+    assert elems["mbconv:k5:e6:g2:s2:c16-24:28x28"] == 16 * 28 * 28 + 24 * 14 * 14
+    arch = space.parse("k3_e3_g2-k5_e3_g2-k5_e3-k3_e3-k3_e6_g2-k5_e3_g2-k5_e1_g2")
+    network = profiler.boundary_copy_elems(profiler.compile(space.build(arch).eval(), (1, 1, 28, 28)))
+    assert network <= 28 * 28  # at most the 1-channel input

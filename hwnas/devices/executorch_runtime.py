@@ -167,6 +167,38 @@ def pte_memory(data: bytes) -> ProgramMemory:
     return ProgramMemory(int(weights), planned, int(workspace), PTE_MEMORY_SOURCE, int(graph) or planned + workspace)
 
 
+LAYOUT_PERMS = ([0, 2, 3, 1], [0, 3, 1, 2])  # NCHW -> NHWC and back
+
+
+def pte_boundary_copy_elems(data: bytes) -> int:
+    """Elements a .pte program transposes between NCHW and XNNPACK's NHWC at its boundary (4-D transposes
+    with a layout permutation that read a delegate input or write a delegate output; transposes inside a
+    block, e.g. around a grouped conv, are paid in a network too): what a block timed alone pays and a
+    network of XNNPACK blocks pays only at its ends."""
+    require_executorch()
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(data).program
+    total = 0
+    for delegate in program.execution_plan[0].delegates:
+        if "xnnpack" in delegate.id.lower():
+            graph, _ = _xnnpack_graph(program.backend_delegate_data[delegate.processed.index].data)
+            dims, flags = {}, {}
+            for value in graph.get("xvalues", []):
+                tensor = value.get("xvalue_union", {})
+                tensor = tensor.get("tensor_value", tensor)
+                dims[int(tensor.get("id_out", 0))] = [int(d) for d in tensor.get("dims", [])]
+                flags[int(tensor.get("id_out", 0))] = int(tensor.get("flags", 0))
+            for node in graph.get("xnodes", []):
+                fields = node.get("xnode_union", {})
+                if node.get("xnode_union_type") != "XNNStaticTranspose" or list(fields.get("perm", [])) not in LAYOUT_PERMS:
+                    continue
+                x, y = int(fields.get("input_id", -1)), int(fields.get("output_id", -1))
+                if flags.get(x, 0) & 0x1 or flags.get(y, 0) & 0x2:  # reads the block's input, writes its output
+                    total += int(np.prod(dims.get(x, [0]), dtype=np.int64))
+    return total
+
+
 def _xnn_elem_bytes(datatype: Any) -> float:
     name = str(datatype).lower()
     if "fp32" in name or "int32" in name:

@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-NCHW, NCHWC = "nchw", "nchwc"
+NCHW, NCHWC, NHWC = "nchw", "nchwc", "nhwc"  # NHWC: inside XNNPACK (ExecuTorch, LiteRT)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,27 @@ class TfliteRunner:
                 "model_ops": sorted({n for n in names if n != DELEGATE_NODE})}
 
 
+    def boundary_copy_elems(self) -> int:
+        """Elements the model transposes between NCHW and NHWC at its boundary (TRANSPOSE ops with a 4-D
+        layout permutation that read the model input or make its output, directly or through the op that
+        does: litert-torch keeps the model's NCHW interface and runs NHWC inside): what a block timed alone
+        pays and a network pays only at its ends."""
+        shapes = {int(d["index"]): d["shape"] for d in self._it.get_tensor_details()}
+        ops = [op for op in self._it._get_ops_details() if op["op_name"] != DELEGATE_NODE]  # noqa: SLF001
+        inputs = {int(d["index"]) for d in self._it.get_input_details()}
+        outputs = {int(d["index"]) for d in self._it.get_output_details()}
+        # a tensor that is an output, or feeds an op (the residual add) that makes one
+        near_output = outputs | {int(t) for op in ops if outputs & {int(o) for o in op["outputs"]} for t in op["inputs"]}
+        total = 0
+        for op in ops:
+            if op["op_name"] != "TRANSPOSE" or len(op["inputs"]) != 2:
+                continue
+            x, y = int(op["inputs"][0]), int(op["outputs"][0])
+            perm = [int(v) for v in self._it.get_tensor(int(op["inputs"][1])).ravel()]
+            if perm in ([0, 2, 3, 1], [0, 3, 1, 2]) and (x in inputs or y in near_output):
+                total += int(np.prod(shapes[y], dtype=np.int64))
+        return total
+
     def memory(self) -> ProgramMemory:
         """What the model holds (bytes), read from the interpreter's tensors and ops: the same on every load.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from hwnas.devices.layout import BlockLayout, block_layout
+from hwnas.devices.layout import NHWC, BlockLayout, block_layout
 from hwnas.devices.ort_runtime import DeviceUnavailableError, Feed, ProfilerError, _ort, ort_measure
 from hwnas.devices.spec import DeviceSpec, load_device
 from hwnas.devices.timing import Measurement, cpu_affinity, measurement_lock, summarize, time_runs
@@ -298,6 +298,20 @@ class CompiledProfiler(Profiler):
         m = self.measure_file(data, tuple(input_shape))
         return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
 
+    def _compiled_for(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None) -> bytes:
+        data = self._compiled.get(key) if key is not None else None
+        return data if data is not None else self.compile(copy.deepcopy(module), self.batch_shape(input_shape))
+
+    def boundary_copy_elems(self, data: bytes) -> int:
+        """Elements a program copies between NCHW and XNNPACK's NHWC at its boundary."""
+        raise NotImplementedError
+
+    def layout(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None) -> BlockLayout | None:
+        """NHWC inside XNNPACK on both sides (a network of blocks converts only at its ends), and the
+        elements the block's own program converts at its boundary when timed alone."""
+        data = self._compiled_for(module, input_shape, key)
+        return BlockLayout(NHWC, NHWC, self.boundary_copy_elems(data))
+
     def measure_onnx(self, model: OnnxModel, input_shape: tuple[int, ...] | Feed | None = None) -> Measurement:
         raise ProfilerError(
             f"device {self.spec.name!r} runs {self.runtime} programs, not ONNX files; measure the PyTorch "
@@ -312,7 +326,7 @@ class CompiledProfiler(Profiler):
 
 @PROFILERS.register("executorch")
 class ExecuTorchProfiler(CompiledProfiler):
-    """ExecuTorch with the XNNPACK delegate, FP32, the spec's thread count; memory: peak growth of load + run."""
+    """ExecuTorch with the XNNPACK delegate, FP32, the spec's thread count; memory: read from the .pte (pte_memory)."""
 
     runtime = "executorch"
 
@@ -333,10 +347,15 @@ class ExecuTorchProfiler(CompiledProfiler):
         return executorch_measure(data, batch_shape, threads=s.threads, warmup=s.warmup, repeats=s.repeats,
                                   measure_memory=s.measure_memory)
 
+    def boundary_copy_elems(self, data: bytes) -> int:
+        from hwnas.devices.executorch_runtime import pte_boundary_copy_elems
+
+        return pte_boundary_copy_elems(data)
+
 
 @PROFILERS.register("litert")
 class LiteRTProfiler(CompiledProfiler):
-    """LiteRT (TFLite) with the XNNPACK delegate, FP32, the spec's thread count; memory: peak growth of load + run."""
+    """LiteRT (TFLite) with the XNNPACK delegate, FP32, the spec's thread count; memory: read from the model (TfliteRunner.memory)."""
 
     runtime = "litert"
 
@@ -356,6 +375,11 @@ class LiteRTProfiler(CompiledProfiler):
         s = self.spec
         return litert_measure(data, batch_shape, threads=s.threads, warmup=s.warmup, repeats=s.repeats,
                               measure_memory=s.measure_memory)
+
+    def boundary_copy_elems(self, data: bytes) -> int:
+        from hwnas.devices.litert_runtime import TfliteRunner
+
+        return TfliteRunner(data, threads=1).boundary_copy_elems()
 
 
 
