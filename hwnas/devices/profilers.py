@@ -288,6 +288,11 @@ class CompiledProfiler(Profiler):
         """Compiled to this runtime (kept under `key`, most recent 512), then `measure_file`."""
         from dataclasses import replace
 
+        m = self.measure_file(self._compiled_for(module, input_shape, key), tuple(input_shape))
+        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
+
+    def _compiled_for(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None) -> bytes:
+        """The module compiled to this runtime, kept under `key` (the most recent 512)."""
         data = self._compiled.get(key) if key is not None else None
         if data is None:
             data = self.compile(copy.deepcopy(module), self.batch_shape(input_shape))
@@ -295,12 +300,7 @@ class CompiledProfiler(Profiler):
                 if len(self._compiled) >= 512:
                     self._compiled.pop(next(iter(self._compiled)))
                 self._compiled[key] = data
-        m = self.measure_file(data, tuple(input_shape))
-        return replace(m, activation_bytes=_analytic_bytes(module, input_shape, self.spec.batch_size))
-
-    def _compiled_for(self, module: nn.Module, input_shape: tuple[int, ...], key: str | None) -> bytes:
-        data = self._compiled.get(key) if key is not None else None
-        return data if data is not None else self.compile(copy.deepcopy(module), self.batch_shape(input_shape))
+        return data
 
     def boundary_copy_elems(self, data: bytes) -> int:
         """Elements a program copies between NCHW and XNNPACK's NHWC at its boundary."""
