@@ -48,7 +48,7 @@ def figure(runtime: str, module: Any, shape: tuple[int, ...]) -> tuple[dict[str,
     """(memory figure by part, a loader of the compiled model) of `module` for a per-sample `shape`."""
     batch = (1, *shape)
     if runtime == "onnxruntime":
-        from hwnas.devices.ort_memory import ort_memory
+        from hwnas.devices.ort_runtime import ort_memory
         from hwnas.devices.ort_runtime import make_feed, ort_session
         from hwnas.onnx_export import export_onnx_bytes
 

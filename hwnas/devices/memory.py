@@ -2,7 +2,7 @@
 
 Stdlib only. The runtimes report `ProgramMemory`, read from the program or the runtime's own profile and
 therefore identical on every load (`executorch_runtime.pte_memory`, `litert_runtime.TfliteRunner.memory`,
-`ort_memory.ort_memory`). `peak_growth` (the process's peak resident set over a call) is kept for the
+`ort_runtime.ort_memory`). `peak_growth` (the process's peak resident set over a call) is kept for the
 agent's LiteRT runner: it repeats only to ~10% between processes (allocator reuse, page granularity). Linux: the peak (VmHWM) is reset through /proc/self/clear_refs, freed heap is
 returned to the OS first (glibc `malloc_trim`) so that the call's allocations show up as new pages.
 """

@@ -1,13 +1,17 @@
-"""ONNX Runtime sessions, inputs and timing; stdlib + numpy + onnxruntime only (the agent uses it)."""
+"""ONNX Runtime sessions, inputs, timing and memory figure; stdlib + numpy + onnxruntime only (the agent uses it)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
 import time
 from typing import Any
 
 import numpy as np
 
+from hwnas.devices.memory import ProgramMemory
 from hwnas.devices.timing import Measurement, measurement_lock, summarize, time_runs
 from hwnas.errors import HwnasError
 
@@ -217,7 +221,7 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
                 providers: tuple[str, ...] = ("CPUExecutionProvider",), measure_memory: bool = True,
                 max_s: float | None = None, max_input_elements: int | None = None,
                 arena_max_bytes: int | None = None, provider_options: dict[str, Any] | None = None) -> Measurement:
-    """Time an ONNX model in ONNX Runtime; memory: ONNX Runtime's own node sizes from a profiled run (ort_memory).
+    """Time an ONNX model in ONNX Runtime; memory: ONNX Runtime's own node sizes from a profiled run (`ort_memory`).
 
     `max_s` caps the seconds spent holding the measurement lock (checked between runs);
     `max_input_elements` caps the generated inputs and `arena_max_bytes` the timed session's tensors (the
@@ -243,7 +247,44 @@ def ort_measure(model_bytes: bytes, input_shape: tuple[int, ...] | Feed | None, 
         session = None  # free the timed session before the memory pass
         memory: dict[str, Any] = {}
         if measure_memory and "CPUExecutionProvider" == providers[0]:
-            from hwnas.devices.ort_memory import ort_memory
-
             memory = ort_memory(model_bytes, feed, threads, graph_optimization).fields()
     return summarize(times, warmup, **memory)
+
+
+ORT_MEMORY_SOURCE = "ort_profile_nodes"  # see hwnas.devices.memory.PROGRAM_SOURCES
+
+
+def ort_memory(model_bytes: bytes, feed: dict[str, Any], threads: int = 1,
+               graph_optimization: str = "all") -> ProgramMemory:
+    """Run the model once in a profiling CPU session and read ONNX Runtime's per-node sizes (the same on every run).
+
+    weights: the sum over nodes of `parameter_size` (the constant inputs as the optimized graph holds
+    them: BatchNorm folded, NCHWc-reordered); plan: 0 (ORT exposes no figure of its memory pattern);
+    workspace: the largest `activation_size + output_size` of any node (its non-constant inputs and its
+    outputs, alive together while it runs).
+    """
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPT_LEVELS[graph_optimization])
+    so.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "ort")
+        try:
+            session = ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+            session.run(None, feed)
+            path = session.end_profiling()
+            with open(path) as fh:
+                events = json.load(fh)
+        except Exception as exc:  # noqa: BLE001 - ORT raises several types
+            raise ProfilerError(f"ONNX Runtime could not profile the model: {str(exc).strip()[:400]}") from None
+    nodes = [e.get("args", {}) for e in events if e.get("cat") == "Node" and "parameter_size" in e.get("args", {})]
+    if not nodes:
+        raise ProfilerError("ONNX Runtime's profile has no node sizes (an onnxruntime without them); "
+                            "measure memory with another onnxruntime version")
+    weights = sum(int(n["parameter_size"]) for n in nodes)
+    working = max(int(n.get("activation_size", 0)) + int(n.get("output_size", 0)) for n in nodes)
+    return ProgramMemory(weights, 0, working, ORT_MEMORY_SOURCE, working)
