@@ -83,7 +83,7 @@ def _mini_table(profiler, archs) -> LatencyTable:
 @pytest.mark.parametrize("spec", SPECS)
 def test_weights_summed_plus_the_largest_blocks_activations_predict_the_whole_arch(spec):
     profiler = _fast(spec)
-    archs = [SPACE.parse("skip-k3_e1_g2-skip-k3_e1-skip-k3_e1_g2-skip"), SPACE.parse("-".join(["k5_e6"] * 7))]
+    archs = [SPACE.parse("k5_e6-k5_e6-skip-k3_e1_g2-skip-k5_e6_g2-skip")]  # small and large blocks, skips (one arch: compiling is the cost)
     table = _mini_table(profiler, archs)
     assert all(0 < e.weight_bytes < e.measured_peak_bytes and 0 < e.graph_activation_bytes
                for e in table.entries.values())
