@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hwnas.devices.compiled_run import measure_loaded
+from hwnas.devices.layout import LAYOUT_PERMS
 from hwnas.devices.memory import ProgramMemory, liveness_peak_bytes
 from hwnas.devices.ort_runtime import DeviceUnavailableError, ProfilerError
 from hwnas.devices.timing import Measurement
@@ -130,7 +131,8 @@ def executorch_measure(data: bytes, batch_shape: tuple[int, ...], *, threads: in
 
 
 PTE_MEMORY_SOURCE = "pte_plan+xnnpack_liveness"  # see hwnas.devices.memory.PROGRAM_SOURCES
-XNN_EXTERNAL = 0x1 | 0x2  # XNN_VALUE_FLAG_EXTERNAL_INPUT | XNN_VALUE_FLAG_EXTERNAL_OUTPUT
+XNN_EXTERNAL_INPUT, XNN_EXTERNAL_OUTPUT = 0x1, 0x2  # XNN_VALUE_FLAG_EXTERNAL_INPUT / _OUTPUT
+XNN_EXTERNAL = XNN_EXTERNAL_INPUT | XNN_EXTERNAL_OUTPUT
 LAYOUT_COPIES = ("XNNStaticTranspose", "XNNCopy")  # nodes that only move a tensor (NCHW <-> NHWC at the boundary)
 
 
@@ -167,9 +169,6 @@ def pte_memory(data: bytes) -> ProgramMemory:
     return ProgramMemory(int(weights), planned, int(workspace), PTE_MEMORY_SOURCE, int(graph) or planned + workspace)
 
 
-LAYOUT_PERMS = ([0, 2, 3, 1], [0, 3, 1, 2])  # NCHW -> NHWC and back
-
-
 def pte_boundary_copy_elems(data: bytes) -> int:
     """Elements a .pte program transposes between NCHW and XNNPACK's NHWC at its boundary (4-D transposes
     with a layout permutation that read a delegate input or write a delegate output; transposes inside a
@@ -194,7 +193,7 @@ def pte_boundary_copy_elems(data: bytes) -> int:
                 if node.get("xnode_union_type") != "XNNStaticTranspose" or list(fields.get("perm", [])) not in LAYOUT_PERMS:
                     continue
                 x, y = int(fields.get("input_id", -1)), int(fields.get("output_id", -1))
-                if flags.get(x, 0) & 0x1 or flags.get(y, 0) & 0x2:  # reads the block's input, writes its output
+                if flags.get(x, 0) & XNN_EXTERNAL_INPUT or flags.get(y, 0) & XNN_EXTERNAL_OUTPUT:  # block input / output
                     total += int(np.prod(dims.get(x, [0]), dtype=np.int64))
     return total
 
@@ -226,7 +225,7 @@ def _xnnpack_values(blob: bytes) -> tuple[int, int, int]:
         size = int(np.ceil(elems * _xnn_elem_bytes(tensor.get("datatype", ""))))
         value_id, flags = int(tensor.get("id_out", 0)), int(tensor.get("flags", 0))
         (external if flags & XNN_EXTERNAL else inner)[value_id] = size
-        (inputs if flags & 0x1 else outputs if flags & 0x2 else set()).add(value_id)
+        (inputs if flags & XNN_EXTERNAL_INPUT else outputs if flags & XNN_EXTERNAL_OUTPUT else set()).add(value_id)
     steps, part_steps, dropped, kept_to_end = [], [], set(), set()
     for node in graph.get("xnodes", []):
         fields = node.get("xnode_union", {})

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 
 NCHW, NCHWC, NHWC = "nchw", "nchwc", "nhwc"  # NHWC: inside XNNPACK (ExecuTorch, LiteRT)
+LAYOUT_PERMS = ([0, 2, 3, 1], [0, 3, 1, 2])  # 4-D transposes NCHW -> NHWC and back (XNNPACK boundaries)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from hwnas.devices.compiled_run import measure_loaded
+from hwnas.devices.layout import LAYOUT_PERMS
 from hwnas.devices.memory import ProgramMemory, liveness_peak_bytes
 from hwnas.devices.ort_runtime import DeviceUnavailableError, ProfilerError
 from hwnas.devices.timing import Measurement
@@ -123,7 +124,7 @@ class TfliteRunner:
                 continue
             x, y = int(op["inputs"][0]), int(op["outputs"][0])
             perm = [int(v) for v in self._it.get_tensor(int(op["inputs"][1])).ravel()]
-            if perm in ([0, 2, 3, 1], [0, 3, 1, 2]) and (x in inputs or y in near_output):
+            if perm in LAYOUT_PERMS and (x in inputs or y in near_output):
                 total += int(np.prod(shapes[y], dtype=np.int64))
         return total
 
