@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -144,6 +145,68 @@ def pte_memory(data: bytes) -> ProgramMemory:
     the sum over XNNPACK delegates of the liveness peak of their internal values (XNNPACK plans this
     workspace at load and exposes no figure of it; its planner reuses memory by the same lifetimes).
     """
+    program = _read_pte(data)
+    weights = program.constant_bytes
+    workspace, graph = 0, 0
+    for delegate in program.xnnpack:
+        inline, inner, whole = _xnnpack_memory(delegate)
+        weights += inline
+        workspace += inner
+        graph = max(graph, whole)
+    planned = program.planned_bytes
+    return ProgramMemory(int(weights), planned, int(workspace), PTE_MEMORY_SOURCE, int(graph) or planned + workspace)
+
+
+def pte_boundary_copy_elems(data: bytes) -> int:
+    """Elements a .pte program transposes between NCHW and XNNPACK's NHWC at its boundary (4-D transposes
+    with a layout permutation that read a delegate input or write a delegate output; transposes inside a
+    block, e.g. around a grouped conv, are paid in a network too): what a block timed alone pays and a
+    network of XNNPACK blocks pays only at its ends."""
+    total = 0
+    for delegate in _read_pte(data).xnnpack:
+        values = {v.id: v for v in delegate.values}
+        for node in delegate.graph.get("xnodes", []):
+            fields = node.get("xnode_union", {})
+            if node.get("xnode_union_type") != "XNNStaticTranspose" or list(fields.get("perm", [])) not in LAYOUT_PERMS:
+                continue
+            x, y = values.get(int(fields.get("input_id", -1))), values.get(int(fields.get("output_id", -1)))
+            if (x and x.flags & XNN_EXTERNAL_INPUT) or (y and y.flags & XNN_EXTERNAL_OUTPUT):  # block input / output
+                total += x.elems if x else 0
+    return total
+
+
+@dataclass(frozen=True)
+class _XnnValue:
+    """One value of an XNNPACK delegate graph."""
+
+    id: int
+    elems: int
+    nbytes: int
+    flags: int
+    constant: bool
+
+
+@dataclass(frozen=True)
+class _XnnDelegate:
+    """One XNNPACK delegate of a program: its graph (flatc JSON), its values, its inline constant bytes."""
+
+    graph: dict[str, Any]
+    values: list[_XnnValue]
+    constant_bytes: int
+
+
+@dataclass(frozen=True)
+class _PteContents:
+    """What the memory and layout figures read from a .pte: constant and planned bytes, XNNPACK delegates."""
+
+    constant_bytes: int
+    planned_bytes: int
+    xnnpack: list[_XnnDelegate]
+
+
+@functools.lru_cache(maxsize=4)
+def _read_pte(data: bytes) -> _PteContents:
+    """Deserialize a .pte and read its XNNPACK delegate graphs once (memory and layout both need them)."""
     require_executorch()
     from executorch.exir._serialize._program import deserialize_pte_binary
 
@@ -153,49 +216,27 @@ def pte_memory(data: bytes) -> ProgramMemory:
         raise ProfilerError(f"ExecuTorch could not read the program: {str(exc).strip()[:300]}") from None
     program = pte.program
     plan = program.execution_plan[0]
-    weights = sum(len(b.storage) for b in program.constant_buffer)
+    constant = sum(len(b.storage) for b in program.constant_buffer)
     if pte.named_data is not None:
-        weights += sum(len(b) for b in pte.named_data.buffers)
-    workspace, graph = 0, 0
+        constant += sum(len(b) for b in pte.named_data.buffers)
+    delegates = []
     for delegate in plan.delegates:
-        if "xnnpack" not in delegate.id.lower():
-            continue
-        blob = program.backend_delegate_data[delegate.processed.index].data
-        inline, inner, whole = _xnnpack_values(blob)
-        weights += inline
-        workspace += inner
-        graph = max(graph, whole)
-    planned = int(sum(int(s) for s in plan.non_const_buffer_sizes))
-    return ProgramMemory(int(weights), planned, int(workspace), PTE_MEMORY_SOURCE, int(graph) or planned + workspace)
-
-
-def pte_boundary_copy_elems(data: bytes) -> int:
-    """Elements a .pte program transposes between NCHW and XNNPACK's NHWC at its boundary (4-D transposes
-    with a layout permutation that read a delegate input or write a delegate output; transposes inside a
-    block, e.g. around a grouped conv, are paid in a network too): what a block timed alone pays and a
-    network of XNNPACK blocks pays only at its ends."""
-    require_executorch()
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    program = deserialize_pte_binary(data).program
-    total = 0
-    for delegate in program.execution_plan[0].delegates:
         if "xnnpack" in delegate.id.lower():
-            graph, _ = _xnnpack_graph(program.backend_delegate_data[delegate.processed.index].data)
-            dims, flags = {}, {}
-            for value in graph.get("xvalues", []):
-                tensor = value.get("xvalue_union", {})
-                tensor = tensor.get("tensor_value", tensor)
-                dims[int(tensor.get("id_out", 0))] = [int(d) for d in tensor.get("dims", [])]
-                flags[int(tensor.get("id_out", 0))] = int(tensor.get("flags", 0))
-            for node in graph.get("xnodes", []):
-                fields = node.get("xnode_union", {})
-                if node.get("xnode_union_type") != "XNNStaticTranspose" or list(fields.get("perm", [])) not in LAYOUT_PERMS:
-                    continue
-                x, y = int(fields.get("input_id", -1)), int(fields.get("output_id", -1))
-                if flags.get(x, 0) & XNN_EXTERNAL_INPUT or flags.get(y, 0) & XNN_EXTERNAL_OUTPUT:  # block input / output
-                    total += int(np.prod(dims.get(x, [0]), dtype=np.int64))
-    return total
+            graph, inline = _xnnpack_graph(program.backend_delegate_data[delegate.processed.index].data)
+            delegates.append(_XnnDelegate(graph, _xnn_values(graph), inline))
+    return _PteContents(int(constant), int(sum(int(s) for s in plan.non_const_buffer_sizes)), delegates)
+
+
+def _xnn_values(graph: dict[str, Any]) -> list[_XnnValue]:
+    out = []
+    for value in graph.get("xvalues", []):
+        tensor = value.get("xvalue_union", {})
+        tensor = tensor.get("tensor_value", tensor)  # quantized values wrap a tensor value
+        elems = int(np.prod([int(d) for d in tensor.get("dims", [])], dtype=np.int64))
+        out.append(_XnnValue(int(tensor.get("id_out", 0)), elems,
+                             int(np.ceil(elems * _xnn_elem_bytes(tensor.get("datatype", "")))),
+                             int(tensor.get("flags", 0)), bool(tensor.get("constant_buffer_idx", 0))))
+    return out
 
 
 def _xnn_elem_bytes(datatype: Any) -> float:
@@ -207,27 +248,21 @@ def _xnn_elem_bytes(datatype: Any) -> float:
     return 0.5 if "int4" in name else 1.0
 
 
-def _xnnpack_values(blob: bytes) -> tuple[int, int, int]:
+def _xnnpack_memory(delegate: _XnnDelegate) -> tuple[int, int, int]:
     """(constant bytes inside an XNNPACK delegate blob, liveness peak bytes of its internal values, the peak
     as a part of a larger graph: its external inputs counted from the start to their last use, its outputs
     to the end, and a layout copy (transpose) right at its boundary left out, as a network has none between
     its blocks: the copy stands for the external tensor)."""
-    graph, constant_bytes = _xnnpack_graph(blob)
     inner: dict[int, int] = {}
     external: dict[int, int] = {}
     inputs, outputs = set(), set()
-    for value in graph.get("xvalues", []):
-        tensor = value.get("xvalue_union", {})
-        tensor = tensor.get("tensor_value", tensor)  # quantized values wrap a tensor value
-        if tensor.get("constant_buffer_idx", 0):
+    for value in delegate.values:
+        if value.constant:
             continue
-        elems = int(np.prod([int(d) for d in tensor.get("dims", [])], dtype=np.int64))
-        size = int(np.ceil(elems * _xnn_elem_bytes(tensor.get("datatype", ""))))
-        value_id, flags = int(tensor.get("id_out", 0)), int(tensor.get("flags", 0))
-        (external if flags & XNN_EXTERNAL else inner)[value_id] = size
-        (inputs if flags & XNN_EXTERNAL_INPUT else outputs if flags & XNN_EXTERNAL_OUTPUT else set()).add(value_id)
+        (external if value.flags & XNN_EXTERNAL else inner)[value.id] = value.nbytes
+        (inputs if value.flags & XNN_EXTERNAL_INPUT else outputs if value.flags & XNN_EXTERNAL_OUTPUT else set()).add(value.id)
     steps, part_steps, dropped, kept_to_end = [], [], set(), set()
-    for node in graph.get("xnodes", []):
+    for node in delegate.graph.get("xnodes", []):
         fields = node.get("xnode_union", {})
         ids = {k: int(v) for k, v in fields.items() if k.endswith("_id") and isinstance(v, int)}
         step = ([v for k, v in ids.items() if not k.startswith("output")],
@@ -243,7 +278,7 @@ def _xnnpack_values(blob: bytes) -> tuple[int, int, int]:
                 continue
         part_steps.append(step)
     part = {t: b for t, b in {**inner, **external}.items() if t not in dropped}
-    return (constant_bytes, liveness_peak_bytes(steps, inner),
+    return (delegate.constant_bytes, liveness_peak_bytes(steps, inner),
             liveness_peak_bytes(part_steps, part, live_to_end=(outputs - dropped) | kept_to_end))
 
 
