@@ -11,7 +11,7 @@ then for each task picks the set with the best mean score over the *other* tasks
 the held-out task as "STRATEGY (LOTO)": nothing is tuned on the task it is reported on.
 
 Protocol (the one of `hwnas bench`): a query is one proposal (duplicates count), normalized HV at
-25/50/100/300 queries, median and quartiles over seeds 0..N-1. `--loco GRID` also runs every parameter
+25/50/100/300 queries, median and quartiles over seeds 0..N-1 (`--first-seed F`: F..F+N-1). `--loco GRID` also runs every parameter
 set of the grid for `--strategy` on every column, then for each column picks the set with the best
 mean median HV (over the other 6 columns and the 4 checkpoints) and reports the held-out column with
 it as "STRATEGY (LOCO)": nothing is tuned on the column it is reported on. Timing: wall and summed
@@ -74,13 +74,13 @@ def _task(args: tuple[str, str, int, int, dict]) -> tuple[np.ndarray, int, float
     return curve, unique, time.process_time() - start
 
 
-def run_grid(configs: list[tuple[str, dict]], columns, seeds: int, budget: int, jobs: int) -> list[dict]:
+def run_grid(configs: list[tuple[str, dict]], columns, seeds: int, budget: int, jobs: int, first_seed: int = 0) -> list[dict]:
     """For each (strategy, params): HV curves (columns x seeds x budget), unique archs, wall and CPU seconds."""
     out = []
     ctx = mp.get_context("fork")
     with ctx.Pool(jobs) as pool:
         for strategy, params in configs:
-            tasks = [(c, strategy, s, budget, params) for c in columns for s in range(seeds)]
+            tasks = [(c, strategy, s, budget, params) for c in columns for s in range(first_seed, first_seed + seeds)]
             start = time.perf_counter()
             res = pool.map(_task, tasks, chunksize=1)
             wall = time.perf_counter() - start
@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--columns", default=",".join(COLUMNS))
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+N-1 (e.g. 10: held out from 0-9)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default="bench_generalisation.json")
     args = p.parse_args(argv)
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     for t, path in tables.items():
         for c in columns:
             _BENCHES[f"{t}:{c}"] = TabularBenchmark(path, "accuracy", c)
-    result: dict = {"tables": tables, "columns": columns, "seeds": args.seeds, "budget": args.budget,
+    result: dict = {"tables": tables, "columns": columns, "seeds": args.seeds, "first_seed": args.first_seed,
+                    "budget": args.budget,
                     "protocol": "query = one proposal (duplicates count); normalized HV as in `hwnas bench`",
                     "load_s": round(time.perf_counter() - start, 2)}
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     same = {i: grid.index(p) for i, (s, p) in enumerate(fixed_cfg)  # e.g. `default` = the grid's {} entry
             if STRATEGIES.get(s) is STRATEGIES.get(args.strategy) and p in grid}
     todo = [c for i, c in enumerate(fixed_cfg) if i not in same] + [(args.strategy, g) for g in grid]
-    runs = run_grid(todo, problems, args.seeds, args.budget, args.jobs)
+    runs = run_grid(todo, problems, args.seeds, args.budget, args.jobs, args.first_seed)
     tuned = runs[len(todo) - len(grid):]
     rest = iter(runs[:len(todo) - len(grid)])
     fixed = [{**tuned[same[i]], "strategy": s} if i in same else next(rest) for i, (s, _) in enumerate(fixed_cfg)]

@@ -199,10 +199,10 @@ def test_blas_limit_covers_libraries_loaded_after_it(tmp_path):
 
 def test_untrusted_model_searches_around_the_front(bench):
     """With trust 0 (the model ranks the good results no better than chance) an ask proposes an unexplored
-    one-gene neighbour of a current front member; the default (`explore` off) never explores."""
+    one-gene neighbour of a current front member (`explore`, on by default); with `explore` off it never does."""
     from hwnas.pareto import non_dominated_mask
 
-    strat = make_strategy("default", bench.space, 2, 2, {"explore": True})
+    strat = make_strategy("default", bench.space, 2, 2)
     for _ in range(30):
         arch = strat.ask()
         strat.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
@@ -212,8 +212,22 @@ def test_untrusted_model_searches_around_the_front(bench):
     arch = strat.ask()
     assert strat.n_explored == before + 1 and arch.id not in ids
     assert any(sum(a != b for a, b in zip(arch.genes, g)) == 1 for g in front)
-    off = make_strategy("default", bench.space, 2, 2)
+    off = make_strategy("default", bench.space, 2, 2, {"explore": False})
     for _ in range(30):
         arch = off.ask()
         off.tell(arch, (-bench.values[arch.id][0], bench.values[arch.id][1]))
     assert off.n_explored == 0 and off.params()["explore"] is False
+
+
+def test_the_form_is_judged_on_the_better_half_where_a_whole_set_rank_hides_its_errors():
+    """Predictions that order the bad results well and the good ones backwards rank the whole set well; the
+    warp choice and `trust` look at the better half (minimized: the lower values), which they mis-rank."""
+    from hwnas.search.strategies.surrogate import _good_half_spearman, _spearman
+
+    y = np.arange(40.0)
+    predicted = y.copy()
+    predicted[:20] = predicted[:20][::-1]  # the better half backwards
+    whole = float(_spearman(y[:, None], predicted[:, None])[0])
+    good = float(_good_half_spearman(y[:, None], predicted[:, None])[0])
+    assert whole > 0.5 and good < -0.9
+    assert np.isnan(_good_half_spearman(np.r_[np.zeros(25), np.arange(15.0)][:, None], y[:, None])[0])  # all tied

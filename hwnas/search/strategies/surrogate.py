@@ -27,15 +27,16 @@ class SurrogateSearch(Strategy):
     (share of equal genes), lengthscale by marginal likelihood, `noise`) or an ExtraTrees ensemble of
     `trees` trees (`model="trees"`), refit after every `refit` new results. With `warp` (GP only) each
     objective is fitted both as is and as normal scores of its ranks, and per objective the form whose
-    leave-one-out predictions rank the results better is used (hwnas/search/strategies/warp.py). Each candidate's point is
+    leave-one-out predictions rank the better half of the results better (Spearman; the half the front is
+    made of) is used, re-decided at every refit (hwnas/search/strategies/warp.py). Each candidate's point is
     mean - `kappa` * standard deviation, in objectives normalized by the told minimum and the current
     front's maximum (the front spans [0, 1]). Two objectives: exact HV gain of that point with the
     reference `reference`; more objectives, or when no candidate gains: additive epsilon to the front.
     Every `extremes`-th model-guided proposal instead minimizes one objective's optimistic value (in
     turn), so the ends of the front, which fix the HV's scale, are found too (0 turns it off).
-    With `explore` (GP only; off by default: tried for issue #22, docs/search.md) the search trusts the model as far as it ranks the good results: `trust` is
-    the least, over the modeled objectives, leave-one-out rank correlation among the better half of the
-    results (of that objective, in the form used); with probability 1 - trust an ask's candidates are
+    With `explore` (GP only; on by default since issue #22, docs/search.md) the search trusts the model as far
+    as it ranks the good results: `trust` is that leave-one-out rank correlation among the better half of the
+    results, least over the modeled objectives (in the form used); with probability 1 - trust an ask's candidates are
     instead the unexplored one-gene neighbours of one front member drawn by its crowding distance (the
     ends count as the largest finite one), so every part of the front is searched around even where the
     model is wrong about it; the acquisition still picks among them.
@@ -50,7 +51,7 @@ class SurrogateSearch(Strategy):
         init_samples: int = 6, candidates: int = 300, mutants: float = 0.9, trees: int = 12,
         refit: int = 1, kappa: float = 1.0, model: str = "gp", noise: float = 0.01,
         reference: float = 2.0, linear: float = 0.5, extremes: int = 10, previewed: int = 48,
-        warp: bool = True, explore: bool = False,
+        warp: bool = True, explore: bool = True,
     ) -> None:
         super().__init__(space, num_objectives, seed)
         if init_samples < 2 or candidates < 1 or not 0 <= mutants <= 1 or trees < 1 or refit < 1 or kappa < 0 \
@@ -188,8 +189,8 @@ class SurrogateSearch(Strategy):
 
     def _fit_outputs(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Fit the model to each objective both as is and warped to normal scores (one GP, shared kernel),
-        per objective keep the form whose leave-one-out predictions rank the results better, and set
-        `trust`: the least leave-one-out rank correlation, over the objectives, among their better half."""
+        per objective keep the form whose leave-one-out predictions rank the better half of the results better
+        (the half the front is made of), and set `trust`: that rank correlation, least over the objectives."""
         if self.model != "gp":
             self._fit(X, Y)
             self._warps = []
@@ -198,15 +199,13 @@ class SurrogateSearch(Strategy):
         warps = [NormalScores(y) for y in Y.T] if self.warp else []
         both = np.hstack([Y, np.stack([w.scores for w in warps], axis=1)]) if warps else Y
         self._fit(X, both)
-        loo = self._loo(both)
-        rho = _spearman(both, loo)
+        rho = _good_half_spearman(both, self._loo(both))
         self._warps = [w if rho[m + j] > rho[j] else None for j, w in enumerate(warps)]
         if warps:
             self.warped_share.append(np.mean([w is not None for w in self._warps]))
-        used = [m + j if self._warps and self._warps[j] is not None else j for j in range(m)]
-        good = [(c, both[:, c] <= np.median(both[:, c])) for c in used]
-        rho_good = [float(_spearman(both[g, c:c + 1], loo[g, c:c + 1])[0]) for c, g in good if np.ptp(both[g, c]) > 0]
-        self.trust = float(np.clip(min(rho_good, default=1.0), 0.0, 1.0))  # all tied: nothing to rank
+        used = rho[[m + j if self._warps and self._warps[j] is not None else j for j in range(m)]]
+        used = used[np.isfinite(used)]  # NaN: the better half is all tied, nothing to rank
+        self.trust = float(np.clip(used.min(), 0.0, 1.0)) if len(used) else 1.0
 
     def _loo(self, Y: np.ndarray) -> np.ndarray:
         """The GP's closed-form leave-one-out means of each column of Y (in its normalized units)."""
@@ -324,6 +323,17 @@ class SurrogateSearch(Strategy):
             "linear": self.linear, "extremes": self.extremes,
             "previewed": self.previewed, "warp": self.warp, "explore": self.explore,
         }
+
+
+def _good_half_spearman(Y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Per column, the Spearman correlation of Y and `predicted` among the better half of Y (minimized: the
+    rows at or below the column's median); NaN where those rows are all tied."""
+    out = np.full(Y.shape[1], np.nan)
+    for c in range(Y.shape[1]):
+        good = Y[:, c] <= np.median(Y[:, c])
+        if np.ptp(Y[good, c]) > 0:
+            out[c] = _spearman(Y[good, c:c + 1], predicted[good, c:c + 1])[0]
+    return out
 
 
 def _spearman(A: np.ndarray, B: np.ndarray) -> np.ndarray:
