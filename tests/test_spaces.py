@@ -109,6 +109,20 @@ def test_nb201_live_edges_prune_dead_paths():
     assert live_edges(("none",) * 6) == []
 
 
+def test_effective_genes_mark_dead_edges_absent_and_keep_every_live_one():
+    nb201 = get_space("nb201")
+    dead = nb201.parse("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|none~0|skip_connect~1|none~2|").genes
+    # node 2 never reaches the output: its input edge (2,0) is dead; the path 0 -> 1 -> 3 stays
+    assert nb201.effective(dead) == ("nor_conv_3x3", "none", "none", "none", "skip_connect", "none")
+    empty = nb201.parse("|none~0|+|none~0|nor_conv_3x3~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|").genes
+    assert nb201.effective(empty) == ("none",) * 6  # no path from the input at all
+    live = nb201.parse("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|skip_connect~2|")
+    assert nb201.effective(live.genes) == live.genes
+    mobile = get_space("mobile")
+    arch = mobile.sample(3)
+    assert mobile.effective(arch.genes) == arch.genes  # every mobile gene is a layer: none is inert
+
+
 def test_nb201_disconnected_cell_outputs_zeros_and_prunes_parameters():
     space = get_space("nb201")
     empty = space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")

@@ -167,6 +167,11 @@ class SearchSpace(ABC):
             raise ArchError(f"arch {arch} belongs to space {arch.space}, not {self.spec}")
         return arch
 
+    def effective(self, genes: Sequence[str]) -> tuple[str, ...]:
+        """The genes as the network computes them: a gene that cannot affect the output (a dead edge) becomes
+        the choice that means absent. Here every gene counts; spaces with such genes override."""
+        return tuple(genes)
+
     def encode(self, arch: Arch) -> list[int]:
         """Integer index of each gene within its position's choices."""
         self.check(arch)

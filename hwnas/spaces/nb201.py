@@ -11,7 +11,7 @@ from torch import nn
 from hwnas.errors import ArchError
 from hwnas.spaces.base import Arch, Block, Morphisms, SearchSpace
 from hwnas.spaces.nb201_morphisms import NB201Morphisms
-from hwnas.spaces.nb201_ops import EDGES, OPS, ReLUConvBN, live_edges, make_op
+from hwnas.spaces.nb201_ops import EDGES, NONE, OPS, ReLUConvBN, live_edges, make_op
 
 _NODE_RE = re.compile(r"^\|(?:[a-z0-9_]+~\d+\|)+$")
 
@@ -109,6 +109,11 @@ class NB201Space(SearchSpace):
                     raise ArchError(f"unknown nb201 op {op!r}; valid: {', '.join(OPS)}")
                 genes.append(op)
         return genes
+
+    def effective(self, genes: Sequence[str]) -> tuple[str, ...]:
+        """Dead edges (no path from the cell input through them to its output) become `none`."""
+        live = set(live_edges(genes))
+        return tuple(g if p in live else NONE for p, g in enumerate(genes))
 
     def _stage_channels(self) -> list[int]:
         return [self.channels * 2**s for s in range(3)]

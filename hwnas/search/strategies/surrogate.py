@@ -42,6 +42,13 @@ class SurrogateSearch(Strategy):
     model is wrong about it; the acquisition still picks among them.
     When the problem previews values, only `previewed` random candidates of the pool are previewed
     and scored per ask (a preview may build the network).
+
+    Inert genes (issue #22, docs/search.md): where the space has genes that cannot affect the network
+    (`SearchSpace.effective`: nb201's dead edges), the model's features are the one-hot genes and, beside
+    them, the one-hot effective genes (dead edges as `none`), so the kernel sees that archs computing the
+    same function are alike; and every candidate is replaced by its effective arch (the same function
+    without the dead ops: equal accuracy, no higher cost), so no query trains weights that cannot reach
+    the output. The initial design stays as drawn.
     """
 
     name = "surrogate"
@@ -73,6 +80,10 @@ class SurrogateSearch(Strategy):
         self.np_rng = np.random.default_rng(self.seed)
         self.card = np.array([len(c) for c in space.choices], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.card)[:-1]])
+        # a space whose genes can be inert (a dead edge): the model sees the effective genes beside the raw ones
+        self._inert = type(space).effective is not SearchSpace.effective
+        self._features = len(self.card) * (2 if self._inert else 1)
+        self._effective_cache: dict[int, np.ndarray] = {}
         radix = [1]
         for c in self.card[:0:-1]:  # mixed radix in Python ints: a large space's count overflows int64
             radix.insert(0, radix[0] * int(c))
@@ -99,9 +110,23 @@ class SurrogateSearch(Strategy):
         return row
 
     def _onehot(self, codes: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(codes), int(self.card.sum())), dtype=float)
+        """One-hot genes, and where genes can be inert, the one-hot effective genes beside them."""
+        width = int(self.card.sum())
+        out = np.zeros((len(codes), width * (2 if self._inert else 1)), dtype=float)
         out[np.arange(len(codes))[:, None], self.offsets[None, :] + codes] = 1.0
+        if self._inert:
+            eff = np.stack([self._effective_codes(row) for row in codes])
+            out[np.arange(len(codes))[:, None], width + self.offsets[None, :] + eff] = 1.0
         return out
+
+    def _effective_codes(self, codes: np.ndarray) -> np.ndarray:
+        key = self._key(codes)
+        row = self._effective_cache.get(key)
+        if row is None:
+            genes = self.space.effective([c[int(i)] for c, i in zip(self.space.choices, codes)])
+            row = np.array([self._index[i][g] for i, g in enumerate(genes)], dtype=np.int64)
+            self._effective_cache[key] = row
+        return row
 
     def _propose_codes(self, codes: np.ndarray) -> Arch:
         return self._propose(self.space.decode([int(c) for c in codes]))
@@ -154,9 +179,16 @@ class SurrogateSearch(Strategy):
             pos = self.np_rng.integers(d, size=len(rows))
             step = 1 + (self.np_rng.random(len(rows)) * (self.card[pos] - 1)).astype(np.int64)
             mut[rows, pos] = (mut[rows, pos] + step) % self.card[pos]
-        pool = np.unique(np.concatenate([mut, rand]), axis=0)
-        keep = [self._key(row) not in self._known for row in pool]
-        return pool[np.array(keep, dtype=bool)]
+        return self._unexplored(np.concatenate([mut, rand]))
+
+    def _unexplored(self, rows: np.ndarray) -> np.ndarray:
+        """The distinct unexplored archs among `rows`, each replaced by its effective arch where genes can be
+        inert (the same function without the dead ops: never spend a query on weights that cannot reach
+        the output)."""
+        if self._inert and len(rows):
+            rows = np.stack([self._effective_codes(r) for r in rows])
+        rows = np.unique(rows, axis=0)
+        return rows[np.array([self._key(r) not in self._known for r in rows], dtype=bool)]
 
     # -- model -----------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
@@ -175,7 +207,7 @@ class SurrogateSearch(Strategy):
         # GP, kernel exp(-(genes that differ) / (genes * lengthscale)); lengthscale by marginal likelihood
         mu, sd = Y.mean(axis=0), Y.std(axis=0) + 1e-9
         Yn = (Y - mu) / sd
-        S = (X @ X.T) / len(self.card)
+        S = (X @ X.T) / self._features
         best = None
         for ls in (0.05, 0.1, 0.2, 0.4, 0.8):
             L = np.linalg.cholesky(self._kernel(S, ls) + self.noise * np.eye(len(X)))
@@ -220,8 +252,7 @@ class SurrogateSearch(Strategy):
         top = finite.max() if len(finite) and finite.max() > 0 else 1.0
         weight = np.where(np.isfinite(crowd), crowd, top) + 1e-12
         for i in self.np_rng.choice(len(front_codes), size=len(front_codes), replace=False, p=weight / weight.sum()):
-            nb = self._neighbours(front_codes[i])
-            nb = nb[np.array([self._key(r) not in self._known for r in nb], dtype=bool)]
+            nb = self._unexplored(self._neighbours(front_codes[i]))
             if len(nb):
                 return nb
         return None
@@ -245,7 +276,7 @@ class SurrogateSearch(Strategy):
             per_tree = np.stack([t.tree_.predict(Xc.astype(np.float32))[:, :, 0] for t in self._model.estimators_])  # (T, n, k)
             return per_tree.mean(axis=0), per_tree.std(axis=0)
         X, ls, Linv, alpha, mu, sd = self._model
-        Ks = self._kernel((Xc @ X.T) / len(self.card), ls)
+        Ks = self._kernel((Xc @ X.T) / self._features, ls)
         V = Linv @ Ks.T
         var = np.clip(1.0 - (V * V).sum(axis=0), 0.0, None)
         return mu + (Ks @ alpha) * sd, np.sqrt(var)[:, None] * sd[None, :]
