@@ -83,7 +83,7 @@ class SurrogateSearch(Strategy):
         # a space whose genes can be inert (a dead edge): the model sees the effective genes beside the raw ones
         self._inert = type(space).effective is not SearchSpace.effective
         self._features = len(self.card) * (2 if self._inert else 1)
-        self._effective_cache: dict[int, np.ndarray] = {}
+        self._effective_cache: dict[bytes, np.ndarray] = {}
         radix = [1]
         for c in self.card[:0:-1]:  # mixed radix in Python ints: a large space's count overflows int64
             radix.insert(0, radix[0] * int(c))
@@ -120,7 +120,7 @@ class SurrogateSearch(Strategy):
         return out
 
     def _effective_codes(self, codes: np.ndarray) -> np.ndarray:
-        key = self._key(codes)
+        key = codes.tobytes()
         row = self._effective_cache.get(key)
         if row is None:
             genes = self.space.effective([c[int(i)] for c, i in zip(self.space.choices, codes)])
