@@ -12,6 +12,7 @@ from hwnas.bench import TabularBenchmark, run_one
 from hwnas.cli import main
 from hwnas.search.runner import run_search
 from hwnas.search.strategies import STRATEGIES, Strategy, make_strategy
+from hwnas.spaces import get_space
 from hwnas.storage import MemoryStorage
 
 
@@ -151,7 +152,6 @@ def test_normal_scores_are_monotone_and_invert_on_the_results():
 
 def test_surrogate_keys_a_space_larger_than_int64(bench):
     """mobile:imagenet has ~2e24 archs: keys stay exact Python ints, so distinct archs never collide."""
-    from hwnas.spaces import get_space
 
     space = get_space("mobile:imagenet")
     strat = make_strategy("default", space, 2, 0)
@@ -244,7 +244,7 @@ def test_the_model_sees_that_a_dead_gene_changes_nothing(bench):
     X = strat._onehot(np.stack([strat._codes(a) for a in (base, dead_changed, live_changed)]))
     similarity = X @ X[0]
     assert similarity[1] > similarity[2]
-    mobile = make_strategy("default", __import__("hwnas.spaces", fromlist=["get_space"]).get_space("mobile"), 2, 0)
+    mobile = make_strategy("default", get_space("mobile"), 2, 0)
     assert mobile._onehot(np.zeros((1, len(mobile.card)), dtype=np.int64)).shape[1] == int(mobile.card.sum())
 
 
@@ -264,7 +264,6 @@ def test_effective_genes_help_the_model_rank_litert_latency(bench_csv):
         for inert in (True, False):
             strat = make_strategy("default", b.space, 2, seed)
             strat._inert = inert
-            strat._features = len(strat.card) * (2 if inert else 1)
             X = strat._onehot(np.stack([strat._codes(a) for a in archs]))
             strat._fit(X[:60], y[:60])
             rho.append(float(_spearman(y[60:], strat._predict(X[60:])[0])[0]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from hwnas.errors import ConfigError
@@ -82,7 +84,6 @@ class SurrogateSearch(Strategy):
         self.offsets = np.concatenate([[0], np.cumsum(self.card)[:-1]])
         # a space whose genes can be inert (a dead edge): the model sees the effective genes beside the raw ones
         self._inert = type(space).effective is not SearchSpace.effective
-        self._features = len(self.card) * (2 if self._inert else 1)
         self._effective_cache: dict[bytes, np.ndarray] = {}
         radix = [1]
         for c in self.card[:0:-1]:  # mixed radix in Python ints: a large space's count overflows int64
@@ -101,13 +102,22 @@ class SurrogateSearch(Strategy):
         self.n_proposed = 0
 
     # -- encoding -------------------------------------------------------------------------------
+    def _indices(self, genes: Sequence[str]) -> np.ndarray:
+        """Each gene's index among its position's choices."""
+        return np.array([self._index[i][g] for i, g in enumerate(genes)], dtype=np.int64)
+
     def _codes(self, arch: Arch, arch_id: str | None = None) -> np.ndarray:
         key = arch_id or arch.id
         row = self._code_cache.get(key)
         if row is None:
-            row = np.array([self._index[i][g] for i, g in enumerate(arch.genes)], dtype=np.int64)
+            row = self._indices(arch.genes)
             self._code_cache[key] = row
         return row
+
+    @property
+    def _features(self) -> int:
+        """The genes the kernel compares: each gene and, where genes can be inert, each effective gene."""
+        return len(self.card) * (2 if self._inert else 1)
 
     def _onehot(self, codes: np.ndarray) -> np.ndarray:
         """One-hot genes, and where genes can be inert, the one-hot effective genes beside them."""
@@ -123,8 +133,7 @@ class SurrogateSearch(Strategy):
         key = codes.tobytes()
         row = self._effective_cache.get(key)
         if row is None:
-            genes = self.space.effective([c[int(i)] for c, i in zip(self.space.choices, codes)])
-            row = np.array([self._index[i][g] for i, g in enumerate(genes)], dtype=np.int64)
+            row = self._indices(self.space.effective([c[int(i)] for c, i in zip(self.space.choices, codes)]))
             self._effective_cache[key] = row
         return row
 
